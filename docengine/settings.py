@@ -1,0 +1,67 @@
+"""Engine configuration from the environment (and `.env`): one object, read once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PipelineName = Literal["PaddleOCR-VL", "PaddleOCR-VL-1.5", "PaddleOCR-VL-1.6"]
+
+SERVED_MODEL_NAMES: dict[str, str] = {
+    "PaddleOCR-VL": "PaddleOCR-VL-0.9B",
+    "PaddleOCR-VL-1.5": "PaddleOCR-VL-1.5-0.9B",
+    "PaddleOCR-VL-1.6": "PaddleOCR-VL-1.6-0.9B",
+}
+
+
+class EngineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HPS_", env_file=".env", extra="ignore")
+
+    profile: Literal["gpu", "cpu"] = Field("gpu", description="gpu: PP-DocLayout + vLLM; cpu: ONNX models")
+    pipeline_name: PipelineName = "PaddleOCR-VL-1.5"
+
+    # Layout detection
+    layout_model_dir: str = Field("", description="PP-DocLayoutV3/V2 safetensors directory (gpu profile)")
+    layout_device: str = Field("auto", description="torch device for the layout model: auto, cpu, cuda:N")
+    layout_batch_size: int = Field(8, ge=1, description="pages per layout forward pass")
+
+    # VLM server(s)
+    vlm_url: str = Field("http://127.0.0.1:8118", description="base URL(s) without /v1, comma-separated")
+    vlm_model_name: str = Field("", description="served model name; empty: the pipeline's default")
+    vlm_max_concurrency: int = Field(200, ge=1, description="block requests in flight across all requests")
+    vlm_timeout: float = Field(600.0, gt=0, description="seconds per block request")
+    vlm_retries: int = Field(2, ge=0, description="retries on connection errors, 429 and 503")
+    vlm_failure_cooldown: float = Field(10.0, ge=0, description="seconds a failing VLM URL is skipped")
+
+    # Inputs
+    max_pages: int = Field(1000, ge=1, description="pages per request")
+    max_page_pixels: int = Field(178_956_970, ge=1, description="pixels per page image")
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="decoded file size")
+    pdf_render_scale: float = Field(2.0, gt=0)
+    allow_private_urls: bool = False
+    url_fetch_timeout: float = Field(30.0, gt=0)
+
+    # Output
+    visualize: bool = Field(True, description="default of the request field `visualize`")
+    max_output_image_size: int = Field(2000, ge=1, description="longest side of returned images")
+
+    @field_validator("vlm_url")
+    @classmethod
+    def _strip_v1(cls, value: str) -> str:
+        return ",".join(u.strip().rstrip("/").removesuffix("/v1") for u in value.split(",") if u.strip())
+
+    @property
+    def vlm_urls(self) -> list[str]:
+        return self.vlm_url.split(",")
+
+    @property
+    def served_model_name(self) -> str:
+        return self.vlm_model_name or SERVED_MODEL_NAMES[self.pipeline_name]
+
+
+@lru_cache
+def get_settings() -> EngineSettings:
+    return EngineSettings()

@@ -1,0 +1,95 @@
+"""Data passed between the engine's stages. Plain dataclasses, no behaviour beyond small conveniences.
+
+Conventions: page images are RGB `uint8` arrays of shape (H, W, 3); coordinates are page pixels, x1,y1,x2,y2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class DecodedDocument:
+    """A request's file turned into pages, with the `dataInfo` the response reports."""
+
+    pages: list[np.ndarray]
+    data_info: dict[str, Any]
+
+
+@dataclass
+class Detection:
+    """One raw region from a layout model, already mapped to the PP-DocLayout label ids (0..24)."""
+
+    cls_id: int
+    score: float
+    box: tuple[float, float, float, float]
+    order_key: float | None = None          # lower reads first; None when the model predicts no order
+    polygon: list[tuple[float, float]] | None = None
+
+
+@dataclass
+class LayoutBox:
+    """A region after post-processing, in the shape of `layout_det_res.boxes[]`."""
+
+    cls_id: int
+    label: str
+    score: float
+    coordinate: list[float]
+    order: int | None = None
+    polygon_points: list[list[float]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "cls_id": self.cls_id,
+            "label": self.label,
+            "score": float(self.score),
+            "coordinate": [int(round(v)) for v in self.coordinate],
+            "order": self.order,
+        }
+        if self.polygon_points is not None:
+            out["polygon_points"] = [[float(x), float(y)] for x, y in self.polygon_points]
+        return out
+
+
+@dataclass
+class LayoutParams:
+    """Layout post-processing settings after request overrides; per-class maps are keyed by int class id."""
+
+    threshold: float | dict[int, float] = 0.5
+    nms: bool = True
+    unclip_ratio: float | tuple[float, float] | dict[int, float | tuple[float, float]] = 1.0
+    merge_mode: str | dict[int, str] = "union"
+    shape_mode: str = "auto"
+
+
+@dataclass
+class VLMTask:
+    """One chat-completions call: a block image and its prompt, with the sampling settings of its request."""
+
+    image: np.ndarray
+    prompt: str
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    max_tokens: int = 4096
+    temperature: float = 0.0
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    skip_special_tokens: bool = True
+
+
+@dataclass
+class Block:
+    """A recognised region as it goes into `parsing_res_list` and the Markdown."""
+
+    label: str
+    bbox: list[int]
+    content: str = ""
+    group_id: int | None = None
+    order: int | None = None
+    polygon_points: list[list[float]] | None = None
+    image_path: str | None = None            # `imgs/img_in_<label>_box_x1_y1_x2_y2.jpg` for image-like blocks
+    image: np.ndarray | None = None          # its crop, for `markdown.images`
+    extra: dict[str, Any] = field(default_factory=dict)
