@@ -36,6 +36,9 @@ class EngineSettings(BaseSettings):
     vlm_retries: int = Field(2, ge=0, description="retries on connection errors, 429 and 503")
     vlm_failure_cooldown: float = Field(10.0, ge=0, description="seconds a failing VLM URL is skipped")
 
+    # Triton model instance
+    max_in_flight_requests: int = Field(64, ge=1, description="requests one layout-parsing instance works on")
+
     # Inputs
     max_pages: int = Field(1000, ge=1, description="pages per request")
     max_page_pixels: int = Field(178_956_970, ge=1, description="pixels per page image")

@@ -1,0 +1,85 @@
+"""Shared layout batches with fair turns: pages of every request in flight go through the detector together.
+
+The detector is fastest on batches, but a 30-page document queued first must not make a 1-page request wait
+for all 30 pages. Pages wait in one queue per request; each batch takes pages round-robin across requests, so
+a newcomer's page rides in the very next batch. Detection runs in a worker thread, one batch at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, deque
+
+import numpy as np
+
+from docengine.layout.base import Detector
+from docengine.types import Detection
+
+log = logging.getLogger(__name__)
+
+_Item = tuple[np.ndarray, "asyncio.Future[list[Detection]]"]
+
+
+class LayoutScheduler:
+    def __init__(self, detector: Detector, batch_size: int) -> None:
+        self._detector = detector
+        self._batch_size = batch_size
+        self._queues: OrderedDict[str, deque[_Item]] = OrderedDict()
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self.batches_run = 0
+        self.largest_batch = 0
+
+    async def detect(self, owner: str, page: np.ndarray) -> list[Detection]:
+        """Detections of one page; `owner` groups the pages of one request for the round-robin."""
+        loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done():
+            self._wakeup = asyncio.Event()
+            self._worker = loop.create_task(self._run())
+        future: asyncio.Future[list[Detection]] = loop.create_future()
+        self._queues.setdefault(owner, deque()).append((page, future))
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return await future  # cancelling this leaves a cancelled future, which the worker skips
+
+    def pending(self) -> int:
+        return sum(1 for q in self._queues.values() for _, f in q if not f.done())
+
+    def _next_batch(self) -> list[_Item]:
+        batch: list[_Item] = []
+        while self._queues and len(batch) < self._batch_size:
+            for owner in list(self._queues):
+                queue = self._queues[owner]
+                while queue and queue[0][1].done():
+                    queue.popleft()
+                if queue:
+                    batch.append(queue.popleft())
+                if not queue:
+                    del self._queues[owner]
+                else:
+                    self._queues.move_to_end(owner)
+                if len(batch) == self._batch_size:
+                    break
+        return batch
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while batch := self._next_batch():
+                pages = [page for page, _ in batch]
+                self.batches_run += 1
+                self.largest_batch = max(self.largest_batch, len(batch))
+                try:
+                    results = await asyncio.to_thread(self._detector.detect, pages)
+                except Exception as exc:  # the detector failed: every page of this batch fails with it
+                    log.exception("layout detection failed on a batch of %d pages", len(batch))
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), dets in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(dets)

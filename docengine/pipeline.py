@@ -1,0 +1,178 @@
+"""The engine: request JSON in, response envelope out, every request finished as soon as its own work is done.
+
+Each page of each request is its own coroutine: decode -> layout (shared, fair batches across all requests
+in flight) -> crops -> VLM (one global bound, round-robin between requests) -> assembly. So a short request
+never waits for a long one it happened to arrive with, and the VLM server sees block requests from many
+pages and requests at once. CPU-heavy steps run in worker threads to keep the event loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+import httpx
+import numpy as np
+from pydantic import ValidationError
+
+from docengine import inputs, profiles
+from docengine.assemble import AssembleOptions, assemble_page
+from docengine.blocks import RecognitionOptions, finish_page, prepare_page
+from docengine.errors import EngineError, InvalidInputError
+from docengine.layout.base import Detector
+from docengine.layout.postprocess import filter_overlap_boxes, postprocess, resolve_params
+from docengine.layout.scheduler import LayoutScheduler
+from docengine.protocol import (
+    LayoutParsingRequest,
+    RestructurePagesRequest,
+    envelope,
+    validation_message,
+)
+from docengine.recognition.client import VLMClient
+from docengine.restructure import restructure_pages
+from docengine.settings import EngineSettings
+from docengine.types import LayoutParams
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """One per Triton model instance; all methods are coroutines on one event loop."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        detector: Detector | None = None,
+        vlm: VLMClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.layout_defaults: LayoutParams = profiles.layout_defaults(settings)
+        detector = detector or profiles.build_detector(settings)
+        self.layout = LayoutScheduler(detector, settings.layout_batch_size)
+        self.vlm = vlm or VLMClient.from_settings(settings)
+        self._http: httpx.AsyncClient | None = None
+
+    async def aclose(self) -> None:
+        await self.vlm.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+    # --- entry points: raw request bytes -> envelope dict ------------------------------------------------
+
+    async def layout_parsing(self, raw: bytes | str) -> dict[str, Any]:
+        return await handle_request(raw, LayoutParsingRequest, self.parse)
+
+    # --- /layout-parsing ------------------------------------------------------------------------------
+
+    async def parse(self, req: LayoutParsingRequest, log_id: str) -> dict[str, Any]:
+        if req.use_doc_orientation_classify or req.use_doc_unwarping:
+            raise InvalidInputError(
+                "useDocOrientationClassify and useDocUnwarping are not available on this server; "
+                "send them as false or leave them out")
+        if req.output_formats:
+            raise InvalidInputError("outputFormats is not available on this server; leave it out")
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.settings.url_fetch_timeout, follow_redirects=False)
+        doc = await inputs.load_document(req, self.settings, http=self._http)
+        params = resolve_params(self.layout_defaults, req)
+        rec = RecognitionOptions.from_request(req, self.settings)
+        asm = AssembleOptions.from_request(req, self.settings)
+        pages = await asyncio.gather(*(self._page(log_id, page, params, rec, asm) for page in doc.pages))
+        results = list(pages)
+        if req.restructure_pages:
+            results = await asyncio.to_thread(_restructure_in_place, results, req)
+        log.info("[%s] parsed %d page(s)", log_id, len(results))
+        return {"layoutParsingResults": results, "dataInfo": doc.data_info}
+
+    async def _page(
+        self,
+        owner: str,
+        page: np.ndarray,
+        params: LayoutParams,
+        rec: RecognitionOptions,
+        asm: AssembleOptions,
+    ) -> dict[str, Any]:
+        boxes = None
+        if rec.use_layout_detection:
+            dets = await self.layout.detect(owner, page)
+            height, width = page.shape[:2]
+            boxes = await asyncio.to_thread(
+                lambda: filter_overlap_boxes(postprocess(dets, params, (width, height))))
+        work = await asyncio.to_thread(prepare_page, page, boxes, rec)
+        texts = await self.vlm.recognize(owner, [task for _, task in work.tasks]) if work.tasks else []
+        blocks = await asyncio.to_thread(finish_page, work, texts, rec)
+        return await asyncio.to_thread(assemble_page, page, boxes or [], blocks, asm)
+
+async def handle_request(raw: bytes | str, model: Any, run: Any) -> dict[str, Any]:
+    """Validate `raw` as `model`, await `run(request, log_id)`, and turn every outcome into an envelope."""
+    try:
+        req = model.model_validate_json(raw)
+    except ValidationError as exc:
+        return envelope(_peek_log_id(raw), code=422, msg=validation_message(exc))
+    log_id = req.log_id or str(uuid.uuid4())
+    try:
+        return envelope(log_id, await run(req, log_id))
+    except EngineError as exc:
+        log.warning("[%s] request failed with %d: %s", log_id, exc.status, exc.message)
+        return envelope(log_id, code=exc.status, msg=exc.message)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("[%s] unexpected failure", log_id)
+        return envelope(log_id, code=500, msg="Internal server error")
+
+
+async def restructure(raw: bytes | str) -> dict[str, Any]:
+    """`/restructure-pages`: no model involved, so no Engine either."""
+    return await handle_request(raw, RestructurePagesRequest, _restructure_request)
+
+
+async def _restructure_request(req: RestructurePagesRequest, log_id: str) -> dict[str, Any]:
+    return await asyncio.to_thread(run_restructure, req)
+
+
+def run_restructure(req: RestructurePagesRequest) -> dict[str, Any]:
+    """`/restructure-pages` needs no model: plain CPU work over the pages' prunedResults."""
+    if req.output_formats:
+        raise InvalidInputError("outputFormats is not available on this server; leave it out")
+    pages = [(p.pruned_result, p.markdown_images) for p in req.pages]
+    results = restructure_pages(
+        pages,
+        merge_tables=req.merge_tables,
+        relevel_titles=req.relevel_titles,
+        concatenate_pages=req.concatenate_pages,
+        prettify=req.prettify_markdown,
+        show_formula_number=req.show_formula_number,
+        return_markdown_images=req.return_markdown_images,
+    )
+    return {"layoutParsingResults": results}
+
+
+def _restructure_in_place(results: list[dict[str, Any]], req: LayoutParsingRequest) -> list[dict[str, Any]]:
+    """`restructurePages` inside `/layout-parsing`: new prunedResult and Markdown, the page images kept."""
+    pages = [(r["prunedResult"], (r.get("markdown") or {}).get("images")) for r in results]
+    merged = restructure_pages(
+        pages,
+        merge_tables=req.merge_tables,
+        relevel_titles=req.relevel_titles,
+        concatenate_pages=False,
+        prettify=req.prettify_markdown,
+        show_formula_number=req.show_formula_number,
+        return_markdown_images=req.return_markdown_images,
+    )
+    return [{**old, **new} for old, new in zip(results, merged, strict=True)]
+
+
+def _peek_log_id(raw: bytes | str) -> str:
+    """The client's logId if the body is a JSON object carrying a string one; else a fresh uuid4."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("logId"), str) and body["logId"]:
+        return body["logId"]
+    return str(uuid.uuid4())
