@@ -1,0 +1,83 @@
+"""The shared layout batches: pages of all requests together, newcomers served in the next batch."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from docengine.layout.scheduler import LayoutScheduler
+from docengine.types import Detection
+
+
+class RecordingDetector:
+    """Tags each page's detection with the page's marker pixel, and records every batch it was given."""
+
+    def __init__(self, seconds_per_batch: float = 0.05) -> None:
+        self.batches: list[list[int]] = []
+        self.seconds = seconds_per_batch
+        self.threads: set[str] = set()
+
+    def detect(self, pages: list[np.ndarray]) -> list[list[Detection]]:
+        self.threads.add(threading.current_thread().name)
+        markers = [int(p[0, 0, 0]) for p in pages]
+        self.batches.append(markers)
+        time.sleep(self.seconds)
+        return [[Detection(cls_id=22, score=1.0, box=(0, 0, 1, 1), order_key=float(m))] for m in markers]
+
+
+def page(marker: int) -> np.ndarray:
+    return np.full((4, 4, 3), marker, dtype=np.uint8)
+
+
+async def test_each_page_gets_its_own_detections_and_batches_fill_up():
+    detector = RecordingDetector()
+    scheduler = LayoutScheduler(detector, batch_size=4)
+    results = await asyncio.gather(*(scheduler.detect("doc", page(i)) for i in range(10)))
+    assert [r[0].order_key for r in results] == [float(i) for i in range(10)]
+    assert [len(b) for b in detector.batches] == [4, 4, 2]
+    assert "MainThread" not in detector.threads  # the event loop stays free
+
+
+async def test_a_late_small_request_rides_in_the_next_batch():
+    detector = RecordingDetector(seconds_per_batch=0.05)
+    scheduler = LayoutScheduler(detector, batch_size=4)
+    big = [asyncio.ensure_future(scheduler.detect("big", page(i))) for i in range(1, 31)]
+    await asyncio.sleep(0.01)  # the first batch of the big document is running
+    small = await scheduler.detect("small", page(200))
+    assert small[0].order_key == 200.0
+    batch_of_small = next(i for i, b in enumerate(detector.batches) if 200 in b)
+    assert batch_of_small == 1, detector.batches
+    await asyncio.gather(*big)
+    assert sum(len(b) for b in detector.batches) == 31
+
+
+async def test_cancelled_pages_are_skipped():
+    detector = RecordingDetector(seconds_per_batch=0.05)
+    scheduler = LayoutScheduler(detector, batch_size=2)
+    first = asyncio.ensure_future(scheduler.detect("a", page(1)))
+    doomed = [asyncio.ensure_future(scheduler.detect("b", page(50 + i))) for i in range(6)]
+    await asyncio.sleep(0.01)
+    for fut in doomed:
+        fut.cancel()
+    await first
+    await asyncio.sleep(0.1)
+    seen = [m for b in detector.batches for m in b]
+    assert not [m for m in seen if m >= 50][2:], detector.batches  # at most the batch already running
+    assert scheduler.pending() == 0
+
+
+async def test_a_detector_failure_fails_that_batch_only():
+    class Flaky(RecordingDetector):
+        def detect(self, pages):
+            if any(int(p[0, 0, 0]) == 13 for p in pages):
+                raise RuntimeError("model exploded")
+            return super().detect(pages)
+
+    scheduler = LayoutScheduler(Flaky(0.0), batch_size=1)
+    with pytest.raises(RuntimeError, match="exploded"):
+        await scheduler.detect("x", page(13))
+    assert (await scheduler.detect("y", page(7)))[0].order_key == 7.0
