@@ -1,0 +1,1 @@
+../../layout-parsing/1/model.py
