@@ -1,0 +1,91 @@
+"""Images that leave the engine: Base64 JPEG encoding and the layout visualisation of `outputImages`."""
+
+from __future__ import annotations
+
+import base64
+import io
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from docengine.types import LayoutBox
+
+JPEG_QUALITY = 95  # what OpenCV's encoder uses by default, so sizes stay close to the upstream service
+
+# One colour per PP-DocLayout class id (0..24); ids beyond wrap around.
+_PALETTE: list[tuple[int, int, int]] = [
+    (230, 25, 75), (60, 180, 75), (255, 145, 30), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 200, 220), (240, 50, 230), (130, 130, 0), (0, 128, 128),
+    (170, 110, 40), (128, 0, 0), (100, 100, 255), (128, 128, 0), (0, 0, 128),
+    (200, 80, 120), (110, 150, 60), (220, 40, 40), (90, 60, 160), (160, 100, 200),
+    (200, 160, 0), (30, 144, 255), (34, 139, 34), (255, 99, 71), (75, 0, 130),
+]
+
+
+def fit_within(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Downscale (never upscale) so that the longest side is at most `max_side`, keeping the aspect ratio."""
+    h, w = rgb.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return rgb
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def encode_jpeg_b64(rgb: np.ndarray, max_side: int | None = None) -> str:
+    """An RGB (or grey) image as Base64 JPEG text, downscaled first to fit `max_side` when given."""
+    image = Image.fromarray(np.ascontiguousarray(fit_within(rgb, max_side)))
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@lru_cache(maxsize=16)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _color(cls_id: int) -> tuple[int, int, int]:
+    return _PALETTE[cls_id % len(_PALETTE)]
+
+
+def draw_layout(page: np.ndarray, boxes: list[LayoutBox]) -> np.ndarray:
+    """The page with each layout region shaded and outlined, tagged `label score`, and numbered in reading
+    order. Regions with polygon points are drawn as polygons, others as rectangles. Returns a new RGB array.
+    """
+    base = Image.fromarray(np.ascontiguousarray(page)).convert("RGB")
+    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    shade = ImageDraw.Draw(overlay)
+    width = base.width
+    line = max(2, width // 600)
+    tag_font = _font(max(10, int(0.011 * width)))
+    order_font = _font(int(0.018 * width) + 2)
+
+    for box in boxes:
+        r, g, b = _color(box.cls_id)
+        if box.polygon_points and len(box.polygon_points) >= 3:
+            points = [(float(x), float(y)) for x, y in box.polygon_points]
+            shade.polygon(points, fill=(r, g, b, 50), outline=(r, g, b, 255), width=line)
+        else:
+            x1, y1, x2, y2 = (float(v) for v in box.coordinate)
+            shade.rectangle((x1, y1, x2, y2), fill=(r, g, b, 50), outline=(r, g, b, 255), width=line)
+
+    image = Image.alpha_composite(base.convert("RGBA"), overlay).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for box in boxes:
+        x1, y1, x2, _ = (float(v) for v in box.coordinate)
+        text = f"{box.label} {box.score:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=tag_font)
+        tag_h = bottom - top + 4
+        ty = y1 - tag_h if y1 >= tag_h else y1
+        draw.rectangle((x1, ty, x1 + right - left + 4, ty + tag_h), fill=_color(box.cls_id))
+        draw.text((x1 + 2 - left, ty + 2 - top), text, font=tag_font, fill=(255, 255, 255))
+        if box.order is not None:
+            size = order_font.size if isinstance(order_font, ImageFont.FreeTypeFont) else 12
+            ox = x2 + 2 if width - x2 >= size else x2 - size * 1.1
+            draw.text((ox, y1 - size // 2), str(box.order), font=order_font, fill=(255, 0, 0))
+    return np.asarray(image)
