@@ -1,0 +1,103 @@
+"""`python -m localstack` (what `make up` runs): the three tiers as local processes on loopback, CPU profile.
+
+    CPU recogniser  python -m vlm_server     127.0.0.1:8118            (HPS_VLM_PORT)
+    Triton          tritonserver (pytriton)  127.0.0.1:8000/8001/8002  (HPS_TRITON_HTTP/GRPC/METRICS_PORT)
+    gateway         python -m gateway        127.0.0.1:8080            (HPS_GATEWAY_PORT)
+
+Each starts once the one before it is ready; the stack is up when the gateway's /health/ready answers 200.
+Ctrl-C or SIGTERM stops all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from localstack.supervisor import Supervisor, Tier
+from localstack.triton import triton_command
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+DEFAULT_PORTS = {
+    "HPS_VLM_PORT": 8118,
+    "HPS_TRITON_HTTP_PORT": 8000,
+    "HPS_TRITON_GRPC_PORT": 8001,
+    "HPS_TRITON_METRICS_PORT": 8002,
+    "HPS_GATEWAY_PORT": 8080,
+}
+
+
+def ports(environ: Mapping[str, str]) -> dict[str, int]:
+    """The port of each role, from the environment where set."""
+    out = {}
+    for key, default in DEFAULT_PORTS.items():
+        value = environ.get(key, "").strip()
+        if value and not (value.isdigit() and 0 < int(value) < 65536):
+            raise SystemExit(f"localstack: {key}={value!r} is not a port number")
+        out[key] = int(value) if value else default
+    return out
+
+
+def build_tiers(environ: Mapping[str, str], root: Path = ROOT) -> list[Tier]:
+    p = ports(environ)
+    vlm_url = f"http://{HOST}:{p['HPS_VLM_PORT']}"
+    triton_http = f"http://{HOST}:{p['HPS_TRITON_HTTP_PORT']}"
+    gateway_url = f"http://{HOST}:{p['HPS_GATEWAY_PORT']}"
+    # Python children: our environment, unbuffered logs, and never a proxy for loopback calls.
+    loopback = f"{HOST},localhost"
+    base = {**environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": loopback, "no_proxy": loopback}
+    profile = {"HPS_PROFILE": "cpu", "HPS_VLM_URL": vlm_url}
+
+    vlm = Tier("vlm", [sys.executable, "-m", "vlm_server", "--host", HOST, "--port", str(p["HPS_VLM_PORT"])],
+               env=base, ready_url=f"{vlm_url}/health", cwd=str(root))
+
+    argv, triton_env = triton_command(
+        root / "triton_repo", host=HOST, http_port=p["HPS_TRITON_HTTP_PORT"],
+        grpc_port=p["HPS_TRITON_GRPC_PORT"], metrics_port=p["HPS_TRITON_METRICS_PORT"],
+        work_dir=root / ".run" / "triton")
+    triton = Tier("triton", argv, env={**triton_env, **profile}, ready_url=f"{triton_http}/v2/health/ready",
+                  cwd=str(root))
+
+    gateway_env = {**base, **profile, "HPS_GATEWAY_HOST": HOST,
+                   "HPS_GATEWAY_PORT": str(p["HPS_GATEWAY_PORT"]),
+                   "HPS_TRITON_URL": f"{HOST}:{p['HPS_TRITON_GRPC_PORT']}"}
+    gateway = Tier("gateway", [sys.executable, "-m", "gateway"], env=gateway_env,
+                   ready_url=f"{gateway_url}/health/ready", cwd=str(root))
+    return [vlm, triton, gateway]
+
+
+def busy_ports(wanted: Mapping[str, int]) -> list[str]:
+    """Ports something else already listens on: a clear message now beats a tier dying in a loop later."""
+    busy = []
+    for key, port in wanted.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                busy.append(f"port {port} is in use: stop what listens there or set {key} to another port")
+    return busy
+
+
+def main() -> int:
+    problems = busy_ports(ports(os.environ))
+    if problems:
+        for line in problems:
+            print(f"localstack: {line}", file=sys.stderr)
+        return 1
+    gateway = f"http://{HOST}:{ports(os.environ)['HPS_GATEWAY_PORT']}"
+
+    supervisor = Supervisor(build_tiers(os.environ))
+
+    def announce() -> None:
+        supervisor.say(f"ready: API {gateway}  docs {gateway}/docs  metrics {gateway}/metrics")
+        supervisor.say("Ctrl-C stops the stack")
+
+    return supervisor.run(on_ready=announce)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
