@@ -1,0 +1,378 @@
+"""Document-level clean-up over finished pages: `/restructure-pages`, and `restructurePages` of a request.
+
+Pages come back as their `prunedResult` plus Markdown images, so this works on JSON alone: blocks are rebuilt
+from `parsing_res_list`, numbered across the document, tables split over a page break are merged, paragraph
+titles get document-wide levels, and the Markdown is written again. Images are Base64 already and pass
+through untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import re
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from docengine.errors import InvalidInputError
+from docengine.markdown import (
+    DEFAULT_IGNORE_LABELS,
+    MarkdownStyle,
+    format_block_content,
+    image_labels,
+    image_path,
+    markdown_text,
+)
+from docengine.types import Block
+
+PageInput = tuple[dict[str, Any], dict[str, str] | None]
+
+_LEADING_HASHES = re.compile(r"^#+\s+")
+
+
+# --- rebuilding blocks from JSON ---------------------------------------------------------------------------
+
+
+def _settings(pruned: dict[str, Any]) -> dict[str, Any]:
+    settings = pruned.get("model_settings")
+    return settings if isinstance(settings, dict) else {}
+
+
+def _rebuild(pruned: dict[str, Any], page_no: int) -> list[Block]:
+    """One page's blocks: contents lose a Markdown `#… ` prefix, image blocks regain their `imgs/...` path."""
+    entries = pruned.get("parsing_res_list")
+    if not isinstance(entries, list):
+        raise InvalidInputError(f"pages[{page_no}].prunedResult has no parsing_res_list")
+    pictures = image_labels(bool(_settings(pruned).get("use_chart_recognition", False)))
+    blocks = []
+    for i, entry in enumerate(entries):
+        try:
+            label = str(entry["block_label"])
+            bbox = [int(round(float(v))) for v in entry["block_bbox"]]
+            if len(bbox) != 4:
+                raise ValueError("block_bbox needs 4 numbers")
+        except (KeyError, TypeError, ValueError) as exc:
+            where = f"pages[{page_no}].prunedResult.parsing_res_list[{i}]"
+            raise InvalidInputError(f"{where} is malformed: {exc}") from exc
+        group_id = entry.get("group_id")
+        blocks.append(Block(
+            label=label,
+            bbox=bbox,
+            content=_LEADING_HASHES.sub("", str(entry.get("block_content") or ""), count=1),
+            group_id=i if group_id is None else int(group_id),
+            order=entry.get("block_order"),
+            polygon_points=entry.get("block_polygon_points"),
+            image_path=image_path(label, bbox) if label in pictures else None,
+        ))
+    return blocks
+
+
+# --- cross-page table merging -------------------------------------------------------------------------------
+
+_ROW = re.compile(r"<tr\b[^>]*>.*?</tr\s*>", re.S | re.I)
+_CELL = re.compile(r"<t([dh])\b([^>]*)>(.*?)</t\1\s*>", re.S | re.I)
+_TAG = re.compile(r"<[^>]+>")
+_CONTINUED = ("continue", "cont'd", "cont‘d", "cont’d", "续", "續")
+_AFTER_PREV_TABLE = {"footer", "vision_footnote", "number", "footnote", "footer_image", "seal"}
+_BEFORE_CURR_TABLE = {"header", "header_image", "number", "seal"}
+_MAX_HEADER_ROWS = 5
+
+
+def _span(attrs: str, name: str) -> int:
+    match = re.search(rf"{name}\s*=\s*[\"']?(\d+)", attrs, re.I)
+    return max(1, int(match.group(1))) if match else 1
+
+
+def _cells(row: str) -> list[tuple[str, int, int]]:
+    """(normalised text, colspan, rowspan) of each cell; text ignores whitespace and full-width forms."""
+    out = []
+    for _, attrs, inner in _CELL.findall(row):
+        text = html.unescape(_TAG.sub("", inner))
+        text = "".join(chr(ord(c) - 0xFEE0) if 0xFF01 <= ord(c) <= 0xFF5E else c for c in text)
+        out.append(("".join(text.split()), _span(attrs, "colspan"), _span(attrs, "rowspan")))
+    return out
+
+
+def _total_columns(rows: list[str]) -> int:
+    """Width of the table grid, placing row- and column-spanning cells."""
+    occupied: dict[int, set[int]] = {}
+    width = 0
+    for r, row in enumerate(rows):
+        col = 0
+        for _, colspan, rowspan in _cells(row):
+            while col in occupied.get(r, set()):
+                col += 1
+            for rr in range(r, r + rowspan):
+                occupied.setdefault(rr, set()).update(range(col, col + colspan))
+            col += colspan
+            width = max(width, col)
+    return width
+
+
+def _header_rows(prev: list[str], curr: list[str]) -> int:
+    """How many leading rows (at most 5) the continuation repeats from the first table."""
+    count = 0
+    for a, b in zip(prev[:_MAX_HEADER_ROWS], curr[:_MAX_HEADER_ROWS], strict=False):
+        ca, cb = _cells(a), _cells(b)
+        if len(ca) != len(cb) or any(x[:2] != y[:2] for x, y in zip(ca, cb, strict=True)):
+            break
+        count += 1
+    return count
+
+
+def _columns_agree(prev: list[str], curr: list[str]) -> bool:
+    if _total_columns(prev) == _total_columns(curr):
+        return True
+    skip = _header_rows(prev, curr)
+    if skip >= len(curr):
+        return False
+    last, first = _cells(prev[-1]), _cells(curr[skip])
+    return sum(c[1] for c in last) == sum(c[1] for c in first) or len(last) == len(first)
+
+
+def _continues(prev_page: list[Block], p: int, curr_page: list[Block], c: int) -> bool:
+    """The four upstream conditions for table `c` (top of a page) continuing `p` (end of the page before)."""
+    prev, curr = prev_page[p], curr_page[c]
+    pw, cw = prev.bbox[2] - prev.bbox[0], curr.bbox[2] - curr.bbox[0]
+    if pw <= 0 or cw <= 0 or abs(pw - cw) / min(pw, cw) >= 0.1:
+        return False
+    if any(b.label not in _AFTER_PREV_TABLE for b in prev_page[p + 1:]):
+        return False
+    if any(b.label not in _BEFORE_CURR_TABLE and not any(k in b.content.lower() for k in _CONTINUED)
+           for b in curr_page[:c]):
+        return False
+    prev_rows, curr_rows = _ROW.findall(prev.content), _ROW.findall(curr.content)
+    return bool(prev_rows and curr_rows) and _columns_agree(prev_rows, curr_rows)
+
+
+def _append_rows(prev_html: str, curr_html: str) -> str:
+    """The first table with the second's rows after its last row, minus the header rows the second repeats."""
+    prev_rows = list(_ROW.finditer(prev_html))
+    curr_rows = _ROW.findall(curr_html)
+    extra = "".join(curr_rows[_header_rows([m.group(0) for m in prev_rows], curr_rows):])
+    end = prev_rows[-1].end()
+    return prev_html[:end] + extra + prev_html[end:]
+
+
+def merge_tables_across_pages(pages: list[list[Block]]) -> None:
+    """Fold a page's first table into the previous page's last one when it continues it (in place).
+
+    Walks from the last page back, so a table spanning several pages collects all its rows in the first part.
+    The continuation keeps an empty content and its `global_group_id` names the table it joined.
+    """
+    for i in range(len(pages) - 1, 0, -1):
+        tables_before = [n for n, b in enumerate(pages[i - 1]) if b.label == "table"]
+        tables_here = [n for n, b in enumerate(pages[i]) if b.label == "table"]
+        if not tables_before or not tables_here:
+            continue
+        p, c = tables_before[-1], tables_here[0]
+        if not _continues(pages[i - 1], p, pages[i], c):
+            continue
+        prev, curr = pages[i - 1][p], pages[i][c]
+        prev.content = _append_rows(prev.content, curr.content)
+        curr.content = ""
+        curr.extra["global_group_id"] = prev.extra["global_block_id"]
+    by_id = {b.extra["global_block_id"]: b for page in pages for b in page}
+    for block in by_id.values():  # in id order, so a host's own group is already final
+        block.extra["global_group_id"] = by_id[block.extra["global_group_id"]].extra["global_group_id"]
+
+
+# --- title levels -------------------------------------------------------------------------------------------
+
+_STYLES: list[tuple[str, re.Pattern[str]]] = [
+    ("bracket", re.compile(r"^\s*[(（]?\d+(?:\.\d+)*[)）]")),
+    ("roman", re.compile(r"^\s*[IVX]+(?:[.．)\s]|$)", re.I)),
+    ("chinese", re.compile(
+        r"^\s*(?:第|[（(])?[一二三四五六七八九十]{1,2}(?:[章节篇卷部条题讲课回）)]|(?![a-zA-Z\u4e00-\u9fa5]))")),
+    ("letter", re.compile(r"^\s*[A-Za-z][.．)]")),  # "A." or "b)"; not "A Study of ..."
+    ("number", re.compile(r"^\s*(\d+(?:\.\d+)*)(?![）)\d])")),
+]
+_STYLE_LEVEL = {"bracket": 4, "roman": 1, "chinese": 1, "letter": 2}
+
+# Unnumbered titles that always open a top-level section.
+_KEYWORDS = {
+    "ABSTRACT", "SUMMARY", "RESUME", "CONTENTS", "INTRODUCTION", "BACKGROUND", "BACKGROUNDANDRELATEDWORK",
+    "RELATEDWORK", "THEORETICALMODELS", "DATA", "METHOD", "METHODS", "METHODOLOGY", "TOPICANALYSIS", "RESULT",
+    "RESULTS", "DISCUSSION", "CONCLUSION", "CONCLUSIONS", "LIMITATIONS", "ACKNOWLEDGMENTS",
+    "ACKNOWLEDGEMENTS", "REFERENCE", "REFERENCES", "APPENDIX", "APPENDICES",
+    "摘要", "绪论", "引言", "目录", "研究背景", "相关工作", "研究方法", "实验结果", "讨论", "结论", "致谢",
+    "参考文献", "附录",
+}
+
+
+def numbering_style(title: str) -> tuple[str | None, int]:
+    """A title's numbering style and the level it implies: "1.2 Scope" -> ("number", 2); none: (None, -1)."""
+    for name, pattern in _STYLES:
+        match = pattern.match(title)
+        if match:
+            if name == "number":
+                return name, match.group(1).count(".") + 1
+            return name, _STYLE_LEVEL[name]
+    return None, -1
+
+
+def _line_height(block: Block) -> float:
+    lines = max(1, sum(1 for line in block.content.split("\n") if line.strip()))
+    return (block.bbox[3] - block.bbox[1]) / lines
+
+
+def _height_levels(heights: list[float]) -> list[int]:
+    """KMeans (k <= 4) over line heights: the tallest cluster is level 1, the next level 2, ..."""
+    k = min(4, len(set(heights)))
+    if k <= 1:
+        return [1] * len(heights)
+    from sklearn.cluster import KMeans  # imported on first use: it takes a second
+
+    data = np.asarray(heights, dtype=float).reshape(-1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        km = KMeans(n_clusters=k, random_state=42, n_init=10).fit(data)
+    centers = km.cluster_centers_.reshape(-1)
+    rank = {int(c): r + 1 for r, c in enumerate(np.argsort(-centers))}
+    return [rank[int(np.argmin(np.abs(centers - h)))] for h in heights]
+
+
+def relevel_paragraph_titles(titles: Sequence[Block]) -> None:
+    """Give every paragraph title a document-wide `extra["title_level"]` (1 = top), in place.
+
+    Numbered titles let three signals vote: the level their numbering implies, the order in which numbering
+    styles first appear, and their line-height cluster; without a majority the style order wins. Unnumbered
+    titles are level 1 when they are a well-known section name, otherwise they take their height cluster.
+    """
+    if not titles:
+        return
+    clusters = _height_levels([_line_height(t) for t in titles])
+    styles = [numbering_style(t.content) for t in titles]
+    first_seen: dict[str, int] = {}
+    for name, _ in styles:
+        if name is not None and name not in first_seen:
+            first_seen[name] = len(first_seen) + 1
+    first_number_level = 0
+    for title, (name, level), cluster in zip(titles, styles, clusters, strict=True):
+        if name is not None:
+            relative = first_seen[name]
+            if name == "number":
+                first_number_level = first_number_level or level
+                relative += level - first_number_level
+            votes = Counter([level, relative, cluster]).most_common(1)[0]
+            final = votes[0] if votes[1] > 1 else relative
+        elif re.sub(r"\s", "", title.content.upper().strip().rstrip("：: ")) in _KEYWORDS:
+            final = 1
+        else:
+            final = cluster
+        title.extra["title_level"] = max(1, int(final))
+
+
+# --- output -------------------------------------------------------------------------------------------------
+
+
+def _page_width(pruned: dict[str, Any], blocks: list[Block]) -> int:
+    width = pruned.get("width")
+    if isinstance(width, (int, float)) and width > 0:
+        return int(width)
+    return max((b.bbox[2] for b in blocks), default=1)
+
+
+def _parsing_res(blocks: list[Block], pruned: dict[str, Any], width: int,
+                 offset: int = 0) -> list[dict[str, Any]]:
+    """`parsing_res_list` with the global ids; ids and groups start at `offset` in a concatenated document."""
+    settings = _settings(pruned)
+    formatted = bool(settings.get("format_block_content", False))
+    chart = bool(settings.get("use_chart_recognition", False))
+    out = []
+    for i, b in enumerate(blocks):
+        content = b.content
+        if formatted:
+            content = format_block_content(b, page_width=width, use_chart_recognition=chart)
+        entry: dict[str, Any] = {
+            "block_label": b.label,
+            "block_content": content,
+            "block_bbox": list(b.bbox),
+            "block_id": offset + i,
+            "block_order": b.order,
+            "group_id": offset + (i if b.group_id is None else b.group_id),
+        }
+        if b.polygon_points is not None:
+            entry["block_polygon_points"] = b.polygon_points
+        entry["global_block_id"] = b.extra["global_block_id"]
+        entry["global_group_id"] = b.extra["global_group_id"]
+        out.append(entry)
+    return out
+
+
+def _markdown(blocks: list[Block], pruned: dict[str, Any], width: int, prettify: bool,
+              show_formula_number: bool) -> str:
+    settings = _settings(pruned)
+    style = MarkdownStyle(
+        page_width=width,
+        prettify=prettify,
+        use_ocr_for_image_block=bool(settings.get("use_ocr_for_image_block", False)),
+        use_seal_recognition=bool(settings.get("use_seal_recognition", False)),
+        use_chart_recognition=bool(settings.get("use_chart_recognition", False)),
+    )
+    ignore = settings.get("markdown_ignore_labels")
+    ignore = DEFAULT_IGNORE_LABELS if ignore is None else ignore
+    return markdown_text(blocks, style=style, show_formula_number=show_formula_number,
+                         ignore_labels=set(ignore))
+
+
+def restructure_pages(
+    pages: list[PageInput],
+    *,
+    merge_tables: bool = True,
+    relevel_titles: bool = True,
+    concatenate_pages: bool = False,
+    prettify: bool = True,
+    show_formula_number: bool = False,
+    return_markdown_images: bool = True,
+) -> list[dict[str, Any]]:
+    """`{prunedResult, markdown: {text, images}}` per page, or one for the whole document when concatenating.
+
+    Each input is a page's `(prunedResult, markdown images)`; the inputs are not modified.
+    """
+    pruned_list = [copy.deepcopy(p) for p, _ in pages]
+    blocks = [_rebuild(p, i) for i, p in enumerate(pruned_list)]
+    running = 0
+    for page in blocks:
+        for block in page:
+            block.extra["global_block_id"] = block.extra["global_group_id"] = running
+            running += 1
+    if merge_tables:
+        merge_tables_across_pages(blocks)
+    if relevel_titles:
+        relevel_paragraph_titles([b for page in blocks for b in page if b.label == "paragraph_title"])
+
+    widths = [_page_width(p, b) for p, b in zip(pruned_list, blocks, strict=True)]
+    texts = [_markdown(b, p, w, prettify, show_formula_number)
+             for b, p, w in zip(blocks, pruned_list, widths, strict=True)]
+
+    if not concatenate_pages:
+        return [
+            {"prunedResult": {**p, "parsing_res_list": _parsing_res(b, p, w)},
+             "markdown": {"text": text, "images": images if return_markdown_images else None}}
+            for p, b, w, text, (_, images) in zip(pruned_list, blocks, widths, texts, pages, strict=True)
+        ]
+
+    first = pruned_list[0] if pruned_list else {}
+    parsing: list[dict[str, Any]] = []
+    for p, b, w in zip(pruned_list, blocks, widths, strict=True):
+        parsing += _parsing_res(b, p, w, offset=len(parsing))
+    union: dict[str, str] = {}
+    for _, images in pages:
+        union.update(images or {})
+    pruned = {
+        "page_count": len(pages),
+        "width": first.get("width"),
+        "height": first.get("height"),
+        "model_settings": first.get("model_settings", {}),
+        "layout_det_res": [p.get("layout_det_res") for p in pruned_list],
+        "parsing_res_list": parsing,
+    }
+    text = "\n\n".join(t for t in texts if t)
+    images = union if return_markdown_images else None
+    return [{"prunedResult": pruned, "markdown": {"text": text, "images": images}}]
+
