@@ -41,14 +41,15 @@ def layout() -> tuple[list[LayoutBox], list[Block]]:
         LayoutBox(12, "header", 0.8, [20.0, 0.0, 100.0, 8.0], None),
     ]
     crop = page()[120:220, 40:200]
+    figure = "imgs/img_in_image_box_250_240_290_280.jpg"
     blocks = [
         Block("doc_title", [np.int64(20), 10, 380, 50], "Annual Report", group_id=None, order=1,
               polygon_points=poly),
         Block("text", [20, 60, 380, 110], "First line\nsecond line", group_id=1, order=2),
-        Block("image", [40, 120, 200, 220], "", order=None, image_path="imgs/img_in_image_box_40_120_200_220.jpg",
-              image=crop),
+        Block("image", [40, 120, 200, 220], "", order=None,
+              image_path="imgs/img_in_image_box_40_120_200_220.jpg", image=crop),
         Block("table", [230, 230, 390, 290],
-              '<table><tr><td>a</td><td><img src="imgs/img_in_image_box_250_240_290_280.jpg" /></td></tr></table>'),
+              f'<table><tr><td>a</td><td><img src="{figure}" /></td></tr></table>'),
         Block("header", [20, 0, 100, 8], "Running head"),
     ]
     return boxes, blocks
@@ -65,21 +66,23 @@ def test_entry_keys_and_plain_json_types():
     entry = assemble_page(page(), boxes, blocks, AssembleOptions(visualize=False))
     assert set(entry) == {"prunedResult", "markdown"}
     pruned = entry["prunedResult"]
-    assert list(pruned) == ["page_count", "width", "height", "model_settings", "layout_det_res", "parsing_res_list"]
+    assert list(pruned) == ["page_count", "width", "height", "model_settings", "layout_det_res",
+                            "parsing_res_list"]
     assert pruned["page_count"] is None and (pruned["width"], pruned["height"]) == (W, H)
     assert list(pruned["model_settings"]) == MODEL_SETTINGS_KEYS
     assert pruned["model_settings"]["markdown_ignore_labels"] == [
         "number", "footnote", "header", "header_image", "footer", "footer_image", "aside_text"]
 
     det = pruned["layout_det_res"]["boxes"]
-    assert det[0] == {"cls_id": 6, "label": "doc_title", "score": det[0]["score"], "coordinate": [20, 10, 380, 50],
-                      "order": 1, "polygon_points": [[20.0, 10.0], [380.0, 10.0], [380.0, 50.0], [20.0, 50.0]]}
+    poly = [[20.0, 10.0], [380.0, 10.0], [380.0, 50.0], [20.0, 50.0]]
+    assert det[0] == {"cls_id": 6, "label": "doc_title", "score": det[0]["score"],
+                      "coordinate": [20, 10, 380, 50], "order": 1, "polygon_points": poly}
     assert type(det[0]["score"]) is float and det[2]["order"] is None
 
     res = pruned["parsing_res_list"]
-    assert res[0] == {"block_label": "doc_title", "block_content": "Annual Report", "block_bbox": [20, 10, 380, 50],
-                      "block_id": 0, "block_order": 1, "group_id": 0,
-                      "block_polygon_points": [[20.0, 10.0], [380.0, 10.0], [380.0, 50.0], [20.0, 50.0]]}
+    assert res[0] == {"block_label": "doc_title", "block_content": "Annual Report",
+                      "block_bbox": [20, 10, 380, 50], "block_id": 0, "block_order": 1, "group_id": 0,
+                      "block_polygon_points": poly}
     assert [r["group_id"] for r in res] == [0, 1, 2, 3, 4]           # own index when the block has no group
     assert [r["block_order"] for r in res] == [1, 2, None, None, None]
     assert "block_polygon_points" not in res[1]
@@ -95,7 +98,8 @@ def test_markdown_text_and_images_include_figures_inside_tables():
     assert 'img src="imgs/img_in_image_box_40_120_200_220.jpg" alt="Image" width="40%"' in text
     assert "Running head" not in text
     images = entry["markdown"]["images"]
-    assert set(images) == {"imgs/img_in_image_box_40_120_200_220.jpg", "imgs/img_in_image_box_250_240_290_280.jpg"}
+    assert set(images) == {"imgs/img_in_image_box_40_120_200_220.jpg",
+                           "imgs/img_in_image_box_250_240_290_280.jpg"}
     picture = decode(images["imgs/img_in_image_box_40_120_200_220.jpg"])
     assert picture.format == "JPEG" and picture.size == (160, 100)
     assert np.abs(np.asarray(picture).astype(int) - (30, 120, 200)).mean() < 8
@@ -105,7 +109,8 @@ def test_markdown_text_and_images_include_figures_inside_tables():
 
 def test_return_markdown_images_off_gives_null():
     boxes, blocks = layout()
-    entry = assemble_page(page(), boxes, blocks, AssembleOptions(visualize=False, return_markdown_images=False))
+    options = AssembleOptions(visualize=False, return_markdown_images=False)
+    entry = assemble_page(page(), boxes, blocks, options)
     assert entry["markdown"]["images"] is None and entry["markdown"]["text"]
 
 
@@ -141,8 +146,8 @@ def test_format_block_content_and_spotting():
     assert res[0]["block_content"] == "### 1.1 Scope"
     assert res[1]["block_content"] == "First line\n\nsecond line"
     assert res[2]["block_content"].startswith('<div style="text-align: center;"><img src="imgs/')
-    assert entry["prunedResult"]["spotting_res"] == {"rec_polys": [[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]],
-                                                     "rec_texts": ["A"]}
+    assert entry["prunedResult"]["spotting_res"] == {
+        "rec_polys": [[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]], "rec_texts": ["A"]}
     assert entry["prunedResult"]["model_settings"]["format_block_content"] is True
     json.dumps(entry)
 

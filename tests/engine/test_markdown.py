@@ -13,9 +13,9 @@ CENTER = '<div style="text-align: center;">'
 
 def md(*blocks: Block, prettify: bool = True, show_formula_number: bool = False,
        ignore: set[str] | None = None, width: int = 1000, **switches: bool) -> str:
-    text, _ = render_markdown(list(blocks), page_width=width, prettify=prettify,
-                              show_formula_number=show_formula_number,
-                              ignore_labels=set(DEFAULT_IGNORE_LABELS) if ignore is None else ignore, **switches)
+    ignore_labels = set(DEFAULT_IGNORE_LABELS) if ignore is None else ignore
+    text, _ = render_markdown(list(blocks), page_width=width, prettify=prettify, ignore_labels=ignore_labels,
+                              show_formula_number=show_formula_number, **switches)
     return text
 
 
@@ -90,7 +90,8 @@ def test_formulas_as_is_and_number_only_as_tag():
     assert md(number, formula, show_formula_number=True) == "$$E = mc^2$$"
 
 
-TABLE = "<html><body><table><tr><td>a</td><td colspan=\"2\">b</td></tr><tr><th>c</th></tr></table></body></html>"
+TABLE = ("<html><body><table><tr><td>a</td><td colspan=\"2\">b</td></tr><tr><th>c</th></tr></table>"
+         "</body></html>")
 
 
 def test_table_pretty_has_border_and_centred_cells():
@@ -108,8 +109,8 @@ def test_table_plain_strips_html_and_body():
 
 def test_image_pretty_width_is_share_of_page_width():
     img = picture(bbox=[100, 0, 550, 300])
-    assert md(img) == (f'{CENTER}<img src="imgs/img_in_image_box_100_0_550_300.jpg" alt="Image" width="45%" />'
-                       "</div>\n")
+    assert md(img) == (f'{CENTER}<img src="imgs/img_in_image_box_100_0_550_300.jpg" alt="Image" '
+                       'width="45%" /></div>\n')
     assert 'width="22%"' in md(img, width=2000)
 
 
