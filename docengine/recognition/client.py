@@ -281,11 +281,12 @@ class VLMClient:
         """Release the slot, hand the text to its batch or fail the owner, and start what waits."""
         self._in_flight -= 1
         job = state.running.pop(task)
+        exc = None if task.cancelled() else task.exception()   # always read, so asyncio never warns
         if job.batch.done.done():
             pass                            # its recognize is over (failed, cancelled): the outcome is moot
         elif task.cancelled():              # cancelled by someone else (e.g. loop shutdown): never hang
             self._fail(state, CancelledRequestError(f"a VLM call of request {state.name} was cancelled"))
-        elif (exc := task.exception()) is not None:
+        elif exc is not None:
             self.failures_total += 1
             self._fail(state, exc)
         else:

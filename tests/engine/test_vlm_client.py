@@ -280,14 +280,14 @@ async def test_failing_url_cools_down_then_comes_back(router, make_client):
         return completion("from a")
     route_a = router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=a_handler)
     route_b = router.post(f"{URL_B}/v1/chat/completions").mock(return_value=completion("from b"))
-    client = make_client([URL_A, URL_B], failure_cooldown=0.1)
+    client = make_client([URL_A, URL_B], failure_cooldown=0.3)
 
     assert await client.recognize("r1", [task("x")]) == ["from b"]   # a refused, retried on b
     assert (route_a.call_count, route_b.call_count) == (1, 1)
     assert await client.recognize("r2", [task("x")]) == ["from b"]   # a is cooling down: skipped
     assert (route_a.call_count, route_b.call_count) == (1, 2)
     a_fails = False
-    await asyncio.sleep(0.12)
+    await asyncio.sleep(0.32)
     assert await client.recognize("r3", [task("x")]) == ["from a"]   # cooldown over
     assert client.retries_total == 1
 
@@ -403,7 +403,7 @@ async def test_failure_fails_the_owner_fast_and_spares_others(router, make_clien
         if prompt == "A3":
             return httpx.Response(400, json={"message": "bad image"})
         try:
-            await asyncio.sleep(0.03 if prompt.startswith("A") else 0.005)
+            await asyncio.sleep(2 if prompt.startswith("A") else 0.005)
         except asyncio.CancelledError:
             cancelled.append(prompt)
             raise
@@ -415,7 +415,7 @@ async def test_failure_fails_the_owner_fast_and_spares_others(router, make_clien
     start = time.monotonic()
     with pytest.raises(VLMBadResponseError, match="bad image"):
         await client.recognize("A", [task(f"A{i}") for i in range(12)])
-    assert time.monotonic() - start < 0.03           # did not wait for A's other calls
+    assert time.monotonic() - start < 1              # did not wait for A's other calls
     assert client.queued("A") == 0
     assert await other == [f"B{i}" for i in range(8)]
     await settle()
