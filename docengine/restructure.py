@@ -32,6 +32,7 @@ from docengine.types import Block
 PageInput = tuple[dict[str, Any], dict[str, str] | None]
 
 _LEADING_HASHES = re.compile(r"^#+\s+")
+_CENTERED = re.compile(r'^<div style="text-align: center;">(.*)</div>\n?$', re.S)
 
 
 # --- rebuilding blocks from JSON ---------------------------------------------------------------------------
@@ -40,6 +41,16 @@ _LEADING_HASHES = re.compile(r"^#+\s+")
 def _settings(pruned: dict[str, Any]) -> dict[str, Any]:
     settings = pruned.get("model_settings")
     return settings if isinstance(settings, dict) else {}
+
+
+def _unformatted(content: str) -> str:
+    """Content without the Markdown dressing `formatBlockContent` may have added, so it is not applied twice:
+    a title's `#… `, a caption's centring `<div>`, the newline before a table."""
+    content = _LEADING_HASHES.sub("", content, count=1)
+    centered = _CENTERED.match(content)
+    if centered:
+        content = centered.group(1)
+    return content.lstrip("\n") if content.lstrip("\n").startswith("<table") else content
 
 
 def _rebuild(pruned: dict[str, Any], page_no: int) -> list[Block]:
@@ -55,15 +66,15 @@ def _rebuild(pruned: dict[str, Any], page_no: int) -> list[Block]:
             bbox = [int(round(float(v))) for v in entry["block_bbox"]]
             if len(bbox) != 4:
                 raise ValueError("block_bbox needs 4 numbers")
+            group_id = i if entry.get("group_id") is None else int(entry["group_id"])
         except (KeyError, TypeError, ValueError) as exc:
             where = f"pages[{page_no}].prunedResult.parsing_res_list[{i}]"
             raise InvalidInputError(f"{where} is malformed: {exc}") from exc
-        group_id = entry.get("group_id")
         blocks.append(Block(
             label=label,
             bbox=bbox,
-            content=_LEADING_HASHES.sub("", str(entry.get("block_content") or ""), count=1),
-            group_id=i if group_id is None else int(group_id),
+            content=_unformatted(str(entry.get("block_content") or "")),
+            group_id=group_id,
             order=entry.get("block_order"),
             polygon_points=entry.get("block_polygon_points"),
             image_path=image_path(label, bbox) if label in pictures else None,

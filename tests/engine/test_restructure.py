@@ -6,13 +6,16 @@ import copy
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
+from docengine.assemble import AssembleOptions, assemble_page
 from docengine.errors import InvalidInputError
 from docengine.restructure import numbering_style, relevel_paragraph_titles, restructure_pages
 from docengine.types import Block
 
 W, H = 1000, 1400
+CENTER = '<div style="text-align: center;">'
 
 
 def row(*cells: str, tag: str = "td") -> str:
@@ -267,3 +270,37 @@ def test_pages_without_model_settings_use_defaults():
                                  blk("text", "Body", (0, 20, 400, 40))]}
     out = restructure_pages([(copy.deepcopy(page), None)])
     assert out[0]["markdown"]["text"] == "Body"
+
+
+def assembled(format_block_content: bool) -> list[dict[str, Any]]:
+    """Two pages straight from `assemble_page`, as `restructurePages` inside `/layout-parsing` gets them."""
+    blank = np.full((H, W, 3), 255, np.uint8)
+    pages = [
+        [Block("paragraph_title", [100, 100, 900, 140], "1 Intro"),
+         Block("figure_title", [100, 860, 900, 890], "Table 1:\nScores"),
+         Block("image", [100, 200, 500, 600], "", image_path="imgs/img_in_image_box_100_200_500_600.jpg",
+               image=blank[200:600, 100:500]),
+         Block("table", [100, 900, 900, 1300], table(HEAD, row("A", "1", "0.9"))),
+         Block("footer", [0, 1350, 200, 1390], "Page 1")],
+        [Block("header", [0, 0, 200, 30], "Internal draft"),
+         Block("table", [100, 100, 900, 400], table(HEAD, row("B", "2", "0.8"))),
+         Block("paragraph_title", [100, 450, 900, 480], "1.1 Scope")],
+    ]
+    options = AssembleOptions(visualize=False, format_block_content=format_block_content)
+    return [assemble_page(blank, [], blocks, options) for blocks in pages]
+
+
+@pytest.mark.parametrize("formatted", [False, True])
+def test_assembled_pages_restructure_the_same_whether_formatted_or_not(formatted):
+    entries = assembled(formatted)
+    out = restructure_pages([(e["prunedResult"], e["markdown"]["images"]) for e in entries])
+    text = out[0]["markdown"]["text"]
+    image = '<img src="imgs/img_in_image_box_100_200_500_600.jpg" alt="Image" width="40%" />'
+    caption = f"{CENTER}Table 1: Scores</div>\n"
+    assert text.startswith(f"## 1 Intro\n\n{caption}\n\n{CENTER}{image}</div>\n\n\n\n<table border=1")
+    assert text.count("<tr>") == 3 and text.count("<table") == 1
+    assert out[1]["markdown"]["text"] == "### 1.1 Scope"
+    assert out[0]["markdown"]["images"] == entries[0]["markdown"]["images"]
+    assert set(out[0]["markdown"]["images"]) == {"imgs/img_in_image_box_100_200_500_600.jpg"}
+    plain = restructure_pages([(e["prunedResult"], None) for e in assembled(False)])
+    assert [r["markdown"]["text"] for r in out] == [r["markdown"]["text"] for r in plain]
