@@ -312,7 +312,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
         canvas.alpha_composite(image.convert("RGBA"))
         image = canvas
-    return np.array(image.convert("RGB"))
+    return np.array(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 # --- URLs ---------------------------------------------------------------------------------------------------
