@@ -91,11 +91,12 @@ _CONTINUED = ("continue", "cont'd", "cont‘d", "cont’d", "续", "續")
 _AFTER_PREV_TABLE = {"footer", "vision_footnote", "number", "footnote", "footer_image", "seal"}
 _BEFORE_CURR_TABLE = {"header", "header_image", "number", "seal"}
 _MAX_HEADER_ROWS = 5
+_MAX_SPAN = 1000  # bounds the grid a hostile colspan/rowspan could ask for
 
 
 def _span(attrs: str, name: str) -> int:
     match = re.search(rf"{name}\s*=\s*[\"']?(\d+)", attrs, re.I)
-    return max(1, int(match.group(1))) if match else 1
+    return min(max(1, int(match.group(1))), _MAX_SPAN) if match else 1
 
 
 def _cells(row: str) -> list[tuple[str, int, int]]:
@@ -117,7 +118,7 @@ def _total_columns(rows: list[str]) -> int:
         for _, colspan, rowspan in _cells(row):
             while col in occupied.get(r, set()):
                 col += 1
-            for rr in range(r, r + rowspan):
+            for rr in range(r, min(r + rowspan, len(rows))):
                 occupied.setdefault(rr, set()).update(range(col, col + colspan))
             col += colspan
             width = max(width, col)
@@ -364,7 +365,7 @@ def restructure_pages(
     if not concatenate_pages:
         return [
             {"prunedResult": {**p, "parsing_res_list": _parsing_res(b, p, w)},
-             "markdown": {"text": text, "images": images if return_markdown_images else None}}
+             "markdown": {"text": text, "images": _passed_on(images, return_markdown_images)}}
             for p, b, w, text, (_, images) in zip(pruned_list, blocks, widths, texts, pages, strict=True)
         ]
 
@@ -384,6 +385,10 @@ def restructure_pages(
         "parsing_res_list": parsing,
     }
     text = "\n\n".join(t for t in texts if t)
-    images = union if return_markdown_images else None
-    return [{"prunedResult": pruned, "markdown": {"text": text, "images": images}}]
+    markdown = {"text": text, "images": _passed_on(union, return_markdown_images)}
+    return [{"prunedResult": pruned, "markdown": markdown}]
+
+
+def _passed_on(images: dict[str, str] | None, wanted: bool) -> dict[str, str] | None:
+    return dict(images) if wanted and images is not None else None
 

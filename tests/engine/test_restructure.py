@@ -122,6 +122,8 @@ def test_rowspan_and_colspan_count_in_total_columns():
     spanned = ('<tr><td rowspan="2">C</td><td colspan="2">3</td></tr>', row("0.7", "x"))
     out = restructure_pages(two_page_table(second_rows=spanned))
     assert table_of(out[1])["block_content"] == ""
+    huge = ('<tr><td rowspan="999999999" colspan="999999999">x</td></tr>',)  # bounded, answers at once
+    assert table_of(restructure_pages(two_page_table(second_rows=huge))[1])["block_content"]
 
 
 def test_blocks_around_the_break_decide():
