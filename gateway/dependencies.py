@@ -1,0 +1,101 @@
+"""FastAPI dependencies: the lifespan's objects, the API key check and the JSON body check.
+
+The body is read and checked here, in this order: JSON content type (415), UTF-8 JSON without NaN/Infinity
+(400), the `docengine.protocol` model (422, naming each bad field). What goes on to Triton is the client's own
+JSON (unknown fields included, so that newer clients keep working), compact, with `logId` filled in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+
+from docengine.protocol import dumps, validation_message
+from gateway import context
+from gateway.admission import Pool
+from gateway.errors import BadRequest, Unauthorized, UnsupportedMediaType, ValidationFailed
+from gateway.settings import Settings
+from gateway.triton import TritonClient
+
+_OFF_LOOP = 1024 * 1024  # bodies above this are parsed in a thread, so that probes are not held up
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_triton(request: Request) -> TritonClient:
+    return request.app.state.triton  # type: ignore[no-any-return]
+
+
+def get_pools(request: Request) -> dict[str, Pool]:
+    return request.app.state.pools  # type: ignore[no-any-return]
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from HPS_API_KEYS")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from HPS_API_KEYS")
+
+
+async def require_api_key(
+    settings: Annotated[Settings, Depends(get_settings)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header_key: Annotated[str | None, Depends(_api_key)],
+) -> None:
+    """401 unless the request shows one of HPS_API_KEYS (only used when keys are configured)."""
+    presented = bearer.credentials if bearer else header_key
+    if not presented or not any(hmac.compare_digest(presented.encode(), key.encode())
+                                for key in settings.api_keys):
+        raise Unauthorized(headers={"WWW-Authenticate": "Bearer"})
+
+
+@dataclass(frozen=True)
+class ForwardedBody:
+    payload: bytes  # what Triton gets
+    log_id: str
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check(raw: bytes, model: type[BaseModel], ctx: context.RequestContext) -> ForwardedBody:
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("logId"), str) and data["logId"]:
+        ctx.log_id = data["logId"]  # the client's id, from here on (errors below included)
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(validation_message(exc)) from None
+    data["logId"] = ctx.log_id
+    return ForwardedBody(dumps(data), ctx.log_id)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def json_body(model: type[BaseModel]) -> Callable[[Request], Awaitable[ForwardedBody]]:
+    """A dependency that reads, checks and prepares a body of `model`."""
+
+    async def read(request: Request) -> ForwardedBody:
+        if not _is_json(request.headers.get("content-type", "")):
+            raise UnsupportedMediaType()
+        raw = await request.body()
+        ctx = context.current() or context.RequestContext()
+        if len(raw) > _OFF_LOOP:
+            return await asyncio.to_thread(_check, raw, model, ctx)
+        return _check(raw, model, ctx)
+
+    return read

@@ -1,0 +1,174 @@
+"""Gateway configuration: one pydantic-settings object, read from the environment and `.env`.
+
+The seed's names come first (`HPS_MAX_CONCURRENT_REQUESTS`, `UVICORN_WORKERS`, `GPU_DEVICE_ID`); the newer
+upstream names are accepted as aliases, so either deployment's `.env` works. When both are set, the seed's
+name wins. Concurrency and queue figures are totals for the whole gateway; `gateway.workers` splits them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from functools import lru_cache
+from typing import Annotated, Any
+
+from limits import parse_many
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1024 * 1024
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _env(*names: str) -> Any:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, populate_by_name=True)
+
+    # Concurrency (totals over all workers) and the queue in front of it.
+    max_concurrent_requests: int = Field(
+        default=16, ge=1,
+        validation_alias=_env("HPS_MAX_CONCURRENT_REQUESTS", "HPS_MAX_CONCURRENT_INFERENCE_REQUESTS"),
+        description="/layout-parsing requests in Triton at once")
+    max_concurrent_non_inference_requests: int = Field(
+        default=64, ge=1, validation_alias=_env("HPS_MAX_CONCURRENT_NON_INFERENCE_REQUESTS"),
+        description="/restructure-pages requests in Triton at once")
+    max_queued_requests: int = Field(
+        default=64, ge=0, validation_alias=_env("HPS_MAX_QUEUED_REQUESTS"),
+        description="requests waiting for a slot, per route; past it: 503")
+    max_queue_wait: float = Field(
+        default=30.0, ge=0, validation_alias=_env("HPS_MAX_QUEUE_WAIT"),
+        description="seconds a request may wait for a slot; past it: 503")
+
+    # Time limits.
+    inference_timeout: float = Field(
+        default=600.0, gt=0, validation_alias=_env("HPS_INFERENCE_TIMEOUT"),
+        description="seconds for a whole request, queue included; past it: 504, Triton call cancelled")
+    health_check_timeout: float = Field(default=5.0, gt=0, validation_alias=_env("HPS_HEALTH_CHECK_TIMEOUT"))
+    drain_timeout: float = Field(
+        default=30.0, ge=0, validation_alias=_env("HPS_DRAIN_TIMEOUT"),
+        description="seconds in-flight requests may take to finish after SIGTERM")
+
+    # Process.
+    workers: int = Field(default=4, ge=1, validation_alias=_env("UVICORN_WORKERS", "HPS_UVICORN_WORKERS"))
+    host: str = Field(default="127.0.0.1", validation_alias=_env("HPS_GATEWAY_HOST"))
+    port: int = Field(default=8080, ge=1, le=65535, validation_alias=_env("HPS_GATEWAY_PORT"))
+    device_id: int = Field(
+        default=0, ge=0, validation_alias=_env("GPU_DEVICE_ID", "HPS_DEVICE_ID"),
+        description="GPU of the Triton and VLM tiers; read here so that one .env serves every tier")
+    log_level: str = Field(default="INFO", validation_alias=_env("HPS_LOG_LEVEL"))
+    filter_health_access_log: bool = Field(
+        default=True, validation_alias=_env("HPS_FILTER_HEALTH_ACCESS_LOG"),
+        description="leave answered /health and /health/ready probes out of the access log")
+    run_dir: str = Field(default="", validation_alias=_env("HPS_GATEWAY_RUN_DIR"),
+                         description="directory the workers share; `python -m gateway` sets it")
+
+    # Tiers behind the gateway.
+    triton_url: str = Field(default="127.0.0.1:8001", validation_alias=_env("HPS_TRITON_URL"))
+    vlm_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("http://127.0.0.1:8118",), validation_alias=_env("HPS_VLM_URL"),
+        description="VLM server base URL(s), comma-separated; readiness asks each for /health")
+
+    # Protection.
+    max_body_size: int = Field(
+        default=72 * MIB, ge=1, validation_alias=_env("HPS_MAX_BODY_SIZE"),
+        description="bytes; the default fits a 50 MiB document in Base64 (~67 MiB) plus the other fields")
+    rate_limit: str = Field(default="", validation_alias=_env("HPS_RATE_LIMIT"),
+                            description="per client, e.g. `120/minute` or `10/second;500/hour`; empty: off")
+    rate_limit_storage: str = Field(
+        default="", validation_alias=_env("HPS_RATE_LIMIT_STORAGE"),
+        description="`limits` storage URI for all replicas (e.g. redis://...); empty: this host's workers")
+    api_keys: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), validation_alias=_env("HPS_API_KEYS"), repr=False,
+        description="comma-separated; empty: off")
+    trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = Field(
+        default=(), validation_alias=_env("HPS_TRUSTED_PROXIES"),
+        description="addresses/networks whose X-Forwarded-For is believed, comma-separated")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias=_env("HPS_CORS_ORIGINS"),
+        description="comma-separated, `*` for any; empty: off")
+
+    @field_validator("vlm_urls", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("vlm_urls")
+    @classmethod
+    def _base_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        urls = tuple(u.rstrip("/").removesuffix("/v1") for u in value)
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return tuple(ipaddress.ip_network(v, strict=False) for v in value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _limits(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError("expected e.g. `120/minute` or `10/second;500/hour`") from None
+        return value
+
+
+class SettingsError(Exception):
+    """A bad setting, as one line that names the variable (start-up stops on it)."""
+
+
+def _env_name(field: str) -> str:
+    """The variable the user set for `field` (the primary name if none is in the environment)."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if not isinstance(alias, AliasChoices):
+        return field
+    names = [str(choice) for choice in alias.choices]
+    return next((n for n in names if n in os.environ), names[0])
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            name = _env_name(str(err["loc"][0])) if err["loc"] else "settings"
+            value = err.get("input")
+            shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+            problems.append(f"{name}{shown}: {err['msg']}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

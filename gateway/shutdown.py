@@ -1,0 +1,104 @@
+"""Graceful shutdown: on SIGTERM, turn unready at once, let in-flight requests finish, then let uvicorn exit.
+
+Uvicorn alone stops listening the moment SIGTERM arrives, so a load balancer could never see readiness turn
+503. Here the first SIGTERM only marks the gateway as draining: `/health/ready` answers 503, new API requests
+get 503 with `Connection: close`, and requests already in flight go on. When they are done, or after
+`HPS_DRAIN_TIMEOUT`, uvicorn's own handler is called and shuts down as usual. A second SIGTERM skips the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway import metrics
+from gateway.errors import ShuttingDown, to_response
+
+logger = logging.getLogger("gateway.shutdown")
+
+# Paths that neither count as in-flight work nor are refused while draining.
+EXEMPT = frozenset({"/health", "/health/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
+                    "/openapi.json"})
+
+
+class Drain:
+    def __init__(self) -> None:
+        self.draining = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._previous: Any = None
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    def install(self, timeout: float) -> None:
+        """Take over SIGTERM (uvicorn's handler is called after the drain). Main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        self._previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            if self.draining:
+                self._hand_over(signum, frame)
+                return
+            self.draining = True
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._drain(timeout, signum)))
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    def uninstall(self) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    async def _drain(self, timeout: float, signum: int) -> None:
+        logger.info("SIGTERM: draining %d in-flight request(s), at most %g s", self.in_flight, timeout)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            logger.warning("drain timeout: %d request(s) still in flight", self.in_flight)
+        self._hand_over(signum, None)
+
+    def _hand_over(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous
+        if callable(previous):
+            previous(signum, frame)
+        else:  # not under uvicorn: behave as SIGTERM would have
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGTERM)
+
+
+class DrainMiddleware:
+    """Counts in-flight API requests; refuses new ones while draining."""
+
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
+        self.app, self.drain = app, drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.drain.draining:
+            metrics.reject("shutting_down")
+            response = to_response(ShuttingDown(headers={"Connection": "close"}))
+            await response(scope, receive, send)
+            return
+        self.drain.enter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.drain.leave()
