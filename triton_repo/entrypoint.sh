@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Triton container entrypoint: make sure the layout weights are there (GPU profile), write the served model
+# repository for the profile, then exec tritonserver (extra arguments are passed on to it).
+#
+# Layout weights: $HPS_LAYOUT_MODEL_DIR if set; else /models/<repo name> when complete (prepare.sh puts them
+# there); else they are downloaded from Hugging Face, into /models when it is writable, otherwise into the
+# cache at $HF_HOME (a volume in compose.yaml).
+set -euo pipefail
+
+profile=${HPS_PROFILE:-gpu}
+pipeline=${HPS_PIPELINE_NAME:-PaddleOCR-VL-1.5}
+models=${HPS_MODELS_DIR:-/models}
+source_repo=${HPS_TRITON_REPO_SOURCE:-/opt/triton_repo} # as built into the image
+served_repo=${HPS_TRITON_MODEL_REPO:-/opt/model_repo}   # what Triton serves: the copy for this profile
+
+log() { echo "entrypoint: $*" >&2; }
+
+layout_repo() {
+    case "$1" in
+        PaddleOCR-VL) echo PaddlePaddle/PP-DocLayoutV2_safetensors ;;
+        PaddleOCR-VL-1.5 | PaddleOCR-VL-1.6) echo PaddlePaddle/PP-DocLayoutV3_safetensors ;;
+        *)
+            log "HPS_PIPELINE_NAME=$1: use PaddleOCR-VL, PaddleOCR-VL-1.5 or PaddleOCR-VL-1.6"
+            return 2
+            ;;
+    esac
+}
+
+# complete DIR: a config and the safetensors are there, and no download was left half done.
+complete() {
+    [ -f "$1/config.json" ] && compgen -G "$1/*.safetensors" >/dev/null \
+        && [ -z "$(find "$1" -name '*.incomplete' -print -quit 2>/dev/null)" ]
+}
+
+# download REPO [DIR]: snapshot REPO into DIR (or the cache) and print where it is. Resumes a partial one.
+download() {
+    python - "$1" "${2:-}" <<'EOF'
+import sys
+from huggingface_hub import snapshot_download
+print(snapshot_download(sys.argv[1], local_dir=sys.argv[2] or None))
+EOF
+}
+
+# layout_dir REPO: print the directory that holds REPO's weights, downloading them when missing.
+layout_dir() {
+    local repo=$1 dir=$models/${1#*/} where
+    if complete "$dir"; then
+        echo "$dir"
+        return
+    fi
+    local advice="put the weights in ./models/${repo#*/} on the host (./prepare.sh --download-only on a connected machine, then copy) or set HPS_LAYOUT_MODEL_DIR"
+    if [ -w "$models" ]; then
+        log "$dir is missing or incomplete: downloading $repo into it"
+        where=$(download "$repo" "$dir") || { log "downloading $repo failed: $advice" && return 1; }
+    else
+        log "$models is not writable: downloading $repo into the cache $HF_HOME (./prepare.sh keeps it in ./models)"
+        where=$(download "$repo") || { log "downloading $repo failed: $advice" && return 1; }
+    fi
+    echo "${where##*$'\n'}"
+}
+
+case "$profile" in
+    gpu | cpu) ;;
+    *)
+        log "HPS_PROFILE=$profile: use gpu or cpu"
+        exit 2
+        ;;
+esac
+
+if [ "$profile" = gpu ] && [ -z "${HPS_LAYOUT_MODEL_DIR:-}" ]; then
+    repo=$(layout_repo "$pipeline")
+    HPS_LAYOUT_MODEL_DIR=$(layout_dir "$repo")
+    export HPS_LAYOUT_MODEL_DIR
+fi
+[ "$profile" = gpu ] && log "layout weights: $HPS_LAYOUT_MODEL_DIR"
+
+# The served repository for this profile. The container sees only the GPU that compose reserved for it, as
+# device 0. Instance count and batching delay come from HPS_TRITON_INSTANCES / HPS_TRITON_QUEUE_DELAY_US.
+python "$source_repo/configure.py" --profile "$profile" --device-id 0 --out "$served_repo" >&2
+
+args=(
+    --model-repository="$served_repo"
+    --http-port=8000 --grpc-port=8001 --metrics-port=8002
+    --strict-readiness=true
+    --exit-on-error=true
+    --disable-auto-complete-config
+    # Shared memory per model instance for requests and responses (compose gives the container 4 GB).
+    "--backend-config=python,shm-default-byte-size=104857600"
+    "--backend-config=python,shm-growth-byte-size=10485760"
+    --log-verbose=0
+)
+if [ "$profile" = cpu ]; then
+    # Nothing to pin or measure without a GPU; these also keep the CUDA/NVML warnings out of the log.
+    args+=(--pinned-memory-pool-byte-size=0 --allow-gpu-metrics=false)
+fi
+exec tritonserver "${args[@]}" "$@"
