@@ -51,8 +51,9 @@ def build_tiers(environ: Mapping[str, str], root: Path = ROOT) -> list[Tier]:
     base = {**environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": loopback, "no_proxy": loopback}
     profile = {"HPS_PROFILE": "cpu", "HPS_VLM_URL": vlm_url}
 
-    vlm = Tier("vlm", [sys.executable, "-m", "vlm_server", "--host", HOST, "--port", str(p["HPS_VLM_PORT"])],
-               env=base, ready_url=f"{vlm_url}/health", cwd=str(root))
+    vlm = Tier("vlm", [sys.executable, "-m", "vlm_server"],
+               env={**base, "HPS_VLM_HOST": HOST, "HPS_VLM_PORT": str(p["HPS_VLM_PORT"])},
+               ready_url=f"{vlm_url}/health", cwd=str(root))
 
     argv, triton_env = triton_command(
         root / "triton_repo", host=HOST, http_port=p["HPS_TRITON_HTTP_PORT"],

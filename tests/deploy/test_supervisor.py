@@ -188,7 +188,8 @@ def test_local_stack_tiers_use_the_cpu_profile_loopback_and_the_port_variables(t
            "HPS_TRITON_GRPC_PORT": "18001", "HPS_TRITON_METRICS_PORT": "18002", "PATH": os.environ["PATH"]}
     vlm, triton, gateway = stack.build_tiers(env, root=tmp_path)
 
-    assert vlm.argv[1:] == ["-m", "vlm_server", "--host", "127.0.0.1", "--port", "18118"]
+    assert vlm.argv[1:] == ["-m", "vlm_server"]
+    assert (vlm.env["HPS_VLM_HOST"], vlm.env["HPS_VLM_PORT"]) == ("127.0.0.1", "18118")
     assert vlm.ready_url == "http://127.0.0.1:18118/health"
 
     assert f"--model-repository={tmp_path / 'triton_repo'}" in triton.argv
@@ -200,7 +201,7 @@ def test_local_stack_tiers_use_the_cpu_profile_loopback_and_the_port_variables(t
     assert triton.ready_url == "http://127.0.0.1:18000/v2/health/ready"
 
     assert gateway.argv[1:] == ["-m", "gateway"]
-    assert gateway.env["HPS_GATEWAY_PORT"] == "18080"
+    assert (gateway.env["HPS_GATEWAY_HOST"], gateway.env["HPS_GATEWAY_PORT"]) == ("127.0.0.1", "18080")
     assert gateway.env["HPS_TRITON_URL"] == "127.0.0.1:18001"
     assert gateway.env["HPS_VLM_URL"] == "http://127.0.0.1:18118"
     assert gateway.ready_url == "http://127.0.0.1:18080/health/ready"
