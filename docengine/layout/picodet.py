@@ -52,7 +52,10 @@ def bundled_model_path() -> Path:
 
 
 class PicoDetLayout:
-    """PP-PicoDet CDLA on onnxruntime; one page per forward (the model has a fixed batch of 1)."""
+    """PP-PicoDet CDLA on onnxruntime; one page per forward (the model has a fixed batch of 1).
+
+    Emits class-wise NMS survivors scoring at least `score_floor` (request thresholds under it act as it).
+    """
 
     def __init__(self, model_path: str | Path | None = None, *, score_floor: float = 0.15,
                  nms_iou: float = 0.6, max_detections: int = 100, threads: int = 0) -> None:
