@@ -22,7 +22,8 @@ def line_boxes(pdf: bytes, index: int) -> dict[str, list[float]]:
     """Each text line's box in page pixels at SCALE, by its text (what the PDF says, not a model)."""
     with pymupdf.open(stream=pdf, filetype="pdf") as doc:
         lines = [line for block in doc[index].get_text("dict")["blocks"] for line in block.get("lines", [])]
-        return {"".join(s["text"] for s in line["spans"]): [v * SCALE for v in line["bbox"]] for line in lines}
+        return {"".join(s["text"] for s in line["spans"]): [v * SCALE for v in line["bbox"]]
+                for line in lines}
 
 
 def render(pdf: bytes, index: int) -> np.ndarray:
@@ -42,8 +43,10 @@ def detector() -> PicoDetLayout:
 def page() -> tuple[np.ndarray, dict[str, list[float]], list[list[float]]]:
     pdf, _ = sample_pdf(1)
     with pymupdf.open(stream=pdf, filetype="pdf") as doc:
-        table = [d["rect"] * SCALE for d in doc[0].get_drawings()]
-    grid = [min(r.x0 for r in table), min(r.y0 for r in table), max(r.x1 for r in table), max(r.y1 for r in table)]
+        cells = pymupdf.Rect()
+        for drawing in doc[0].get_drawings():
+            cells |= drawing["rect"]
+    grid = [v * SCALE for v in cells]
     return render(pdf, 0), line_boxes(pdf, 0), [grid]
 
 
