@@ -99,6 +99,16 @@ def test_restart_env_file_shm_and_volumes(services):
     for name in ("paddleocr-vl-tritonserver", "paddleocr-vlm-server"):
         assert "./models:/models" in services[name]["volumes"]
     assert "triton-hf-cache:/opt/hf-cache" in services["paddleocr-vl-tritonserver"]["volumes"]
+    for name in CPU:
+        assert "volumes" not in services[name], name  # the CPU profile's weights ship inside its wheels
+
+
+def test_each_server_listens_where_its_healthcheck_and_clients_look(services):
+    """Fixed in `environment`, which beats `.env`: a local-stack port in .env must not move a container."""
+    vlm = services["paddleocr-vlm-server"]["environment"]
+    assert (vlm["VLM_HOST"], vlm["VLM_PORT"]) == ("0.0.0.0", "8080")
+    assert services["paddleocr-vlm-server-cpu"]["environment"] == {"HPS_VLM_HOST": "0.0.0.0",
+                                                                   "HPS_VLM_PORT": "8080"}
 
 
 def test_cpu_profile_reuses_the_gateway_and_triton_images_and_points_at_cpu_services(services):
