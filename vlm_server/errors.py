@@ -44,18 +44,19 @@ def error_response(
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    """Up to three of pydantic's errors as one line, and the first one's field as `param`."""
     errors = exc.errors()
     if not errors:
         return "invalid request", None
-    first = errors[0]
-    if first.get("type") == "json_invalid":
-        return f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}", None
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = ".".join(loc) or None
-    message = f"{param}: {first['msg']}" if param else first["msg"]
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more)"
-    return message, param
+    if errors[0].get("type") == "json_invalid":
+        return f"the request body is not valid JSON: {errors[0].get('ctx', {}).get('error', '')}", None
+    params = [".".join(str(p) for p in error.get("loc", ()) if p != "body") for error in errors]
+    message = "; ".join(
+        f"{p}: {e['msg']}" if p else e["msg"] for p, e in zip(params, errors[:3], strict=False)
+    )
+    if len(errors) > 3:
+        message += f" (and {len(errors) - 3} more)"
+    return message, params[0] or None
 
 
 def install_error_handlers(app: FastAPI) -> None:

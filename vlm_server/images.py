@@ -39,7 +39,9 @@ def _decode(data: bytes, max_pixels: int) -> np.ndarray:
         width, height = image.size
         if width * height <= max_pixels:
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError:
+        raise BadImage("the data URL does not hold a readable image (unknown format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise BadImage(f"the data URL does not hold a readable image: {exc}") from None
     if width * height > max_pixels:
         raise BadImage(f"the image has {width}x{height} pixels, more than the limit of {max_pixels}")

@@ -10,7 +10,7 @@ What the CPU profile cannot do, and answers honestly instead:
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -20,7 +20,7 @@ from vlm_server.ppocr import PPOCR
 from vlm_server.textlines import Line, read_lines
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     OCR = "ocr"
     TABLE = "table"
     FORMULA = "formula"

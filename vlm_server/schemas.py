@@ -51,7 +51,7 @@ class ChatCompletionRequest(BaseModel):
     model: str
     messages: list[Message] = Field(min_length=1)
     temperature: float | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     repetition_penalty: float | None = Field(None, gt=0)
