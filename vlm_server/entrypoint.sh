@@ -15,7 +15,7 @@ die() {
     exit 1
 }
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 
 # Compute capability 8.0 (Ampere) up to, not including, 12.0: below 8 the upstream docs report timeouts
 # and OOM under vLLM; 12.x (consumer Blackwell, sm_120) needs images built for it.
