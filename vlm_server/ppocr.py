@@ -102,7 +102,7 @@ def _order_quad(pts: np.ndarray) -> np.ndarray:
 
 
 def crop_quad(img: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """The quadrilateral warped to an upright rectangle (tall results are turned to read left to right)."""
+    """The quadrilateral warped upright; a tall one is turned so that the line runs left to right."""
     w = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2])))
     h = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
     w, h = max(w, 1), max(h, 1)

@@ -58,16 +58,21 @@ def ink_mask(bgr: np.ndarray) -> np.ndarray:
 def _glyphs(mask: np.ndarray) -> np.ndarray:
     """Bounding boxes (x, y, w, h) of the connected ink components that look like glyphs, not rules."""
     _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    x, y, w, h, area = stats[1:].T
+    _, _, w, h, area = stats[1:].T
     keep = (area >= 4) & (h >= 3) & (w <= 12 * h) & (h <= 20 * w)
     return stats[1:][keep, :4]
 
 
+def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends (exclusive) of the runs of True in a 1-D array."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
+    return edges[::2], edges[1::2]
+
+
 def _bands(mask: np.ndarray, min_height: float) -> int:
     """Number of horizontal ink bands (rows with ink between blank rows) at least `min_height` tall."""
-    rows = np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0]))
-    edges = np.flatnonzero(np.diff(rows))
-    return int(np.count_nonzero(edges[1::2] - edges[::2] >= min_height))
+    starts, ends = _runs(mask.any(axis=1))
+    return int(np.count_nonzero(ends - starts >= min_height))
 
 
 def read_lines(ocr: PPOCR, bgr: np.ndarray) -> list[Line]:
@@ -155,15 +160,11 @@ def restore_spaces(rec: LineText, mask: np.ndarray) -> str:
 
 def _tallest_band(mask: np.ndarray) -> tuple[int, int]:
     """Rows [top, bottom) of the tallest run of inked rows: the line itself, not bits of its neighbours."""
-    rows = np.concatenate(([0], mask.any(axis=1).astype(np.int8), [0]))
-    edges = np.flatnonzero(np.diff(rows))
-    k = int(np.argmax(edges[1::2] - edges[::2]))
-    return int(edges[2 * k]), int(edges[2 * k + 1])
+    starts, ends = _runs(mask.any(axis=1))
+    k = int(np.argmax(ends - starts))
+    return int(starts[k]), int(ends[k])
 
 
 def _longest_run(flags: np.ndarray) -> int:
-    if not flags.any():
-        return 0
-    padded = np.concatenate(([0], flags.astype(np.int8), [0]))
-    edges = np.flatnonzero(np.diff(padded))
-    return int((edges[1::2] - edges[::2]).max())
+    starts, ends = _runs(flags)
+    return int((ends - starts).max()) if len(starts) else 0
