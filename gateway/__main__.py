@@ -16,7 +16,7 @@ import uvicorn
 
 from gateway import logs
 from gateway.settings import SettingsError, get_settings
-from gateway.workers import METRICS_ENV
+from gateway.workers import METRICS_ENV, check_totals
 
 STARTUP_FAILURE = 3
 
@@ -24,6 +24,7 @@ STARTUP_FAILURE = 3
 def main() -> int:
     try:
         settings = get_settings()
+        check_totals(settings, settings.workers)
     except SettingsError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return STARTUP_FAILURE
@@ -38,8 +39,9 @@ def main() -> int:
         uvicorn.run(
             "gateway.app:app", host=settings.host, port=settings.port, workers=settings.workers,
             log_config=None, proxy_headers=False, server_header=False,
-            # The app drains in-flight requests itself on SIGTERM (HPS_DRAIN_TIMEOUT) before uvicorn stops.
-            timeout_graceful_shutdown=5)
+            # The app drains in-flight requests itself on SIGTERM (HPS_DRAIN_TIMEOUT) before uvicorn stops,
+            # so uvicorn's own wait is only for connections to close.
+            timeout_graceful_shutdown=2)
     finally:
         if shared:
             shutil.rmtree(shared, ignore_errors=True)

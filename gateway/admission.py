@@ -23,6 +23,15 @@ from gateway.errors import Overloaded, UpstreamTimeout
 _WINDOW = 32  # recent service times kept for the estimate
 
 
+class _QueueTimeout(Exception):
+    pass
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_QueueTimeout())
+
+
 class Pool:
     def __init__(self, name: str, *, slots: int, queue_size: int, max_wait: float) -> None:
         self.name = name
@@ -34,6 +43,8 @@ class Pool:
         self._started: dict[int, float] = {}  # id of a slot holder -> when it got the slot
         self._recent: deque[float] = deque(maxlen=_WINDOW)
         metrics.SLOTS.labels(name).set(slots)
+        metrics.IN_FLIGHT.labels(name)  # present (at 0) from the start, for dashboards
+        metrics.QUEUED.labels(name)
 
     @property
     def active(self) -> int:
@@ -67,24 +78,29 @@ class Pool:
         if len(self._waiters) >= self.queue_size:
             raise self._reject("queue_full", len(self._waiters) + 1, "Server busy: queue full")
         remaining = deadline - time.monotonic()
-        wait = min(self.max_wait, remaining)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        wait = max(min(self.max_wait, remaining), 0)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        # A timer, not asyncio.wait_for: on 3.11 wait_for can swallow a cancellation that arrives together
+        # with the slot, and the request would then run for a client that has gone.
+        timer = loop.call_later(wait, _expire, waiter)
         self._waiters.append(waiter)
         metrics.QUEUED.labels(self.name).inc()
         try:
-            await asyncio.wait_for(waiter, timeout=max(wait, 0))
+            await waiter
         except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._hand_on()  # the slot arrived as we gave up: pass it to the next in line
             position = self._waiters.index(waiter) + 1 if waiter in self._waiters else 1
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
-            if isinstance(exc, asyncio.TimeoutError):
+            if isinstance(exc, _QueueTimeout):
                 if wait >= remaining:
                     raise UpstreamTimeout("Gateway timeout while waiting for a free slot") from None
                 raise self._reject("queue_timeout", position, "Server busy: no free slot in time") from None
             raise
         finally:
+            timer.cancel()
             metrics.QUEUED.labels(self.name).dec()
 
     def _hand_on(self) -> None:

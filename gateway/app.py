@@ -37,20 +37,10 @@ it comes back in the envelope and in the `X-Request-Id` header.
 """
 
 
-def _check_totals(settings: Settings) -> None:
-    count = workers.worker_count(settings)
-    totals = {"HPS_MAX_CONCURRENT_REQUESTS": settings.max_concurrent_requests,
-              "HPS_MAX_CONCURRENT_NON_INFERENCE_REQUESTS": settings.max_concurrent_non_inference_requests}
-    for name, total in totals.items():
-        if total < count:
-            raise SettingsError(
-                f"invalid setting {name}={total}: must be at least the number of workers ({count})")
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logs.setup(settings.log_level, settings.filter_health_access_log)
-    _check_totals(settings)
+    workers.check_totals(settings, workers.worker_count(settings))
     workers.prepare_metrics_dir(settings)
     # Imported only now: prometheus_client picks its multiprocess store when it is first imported.
     from docengine.protocol import LayoutParsingRequest, RestructurePagesRequest

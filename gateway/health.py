@@ -53,8 +53,9 @@ class Readiness:
 
     async def _bounded(self, check: Callable[[], Awaitable[str | None]], part: str) -> str | None:
         try:
-            return await asyncio.wait_for(check(), self.timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.timeout):
+                return await check()
+        except TimeoutError:
             return f"{part} did not answer within {self.timeout:g} s"
         except Exception:
             return f"{part} is unreachable"

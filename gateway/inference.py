@@ -69,7 +69,7 @@ async def forward(request: Request, model: str, pool: Pool, body: ForwardedBody,
     async def work() -> Response:
         async with pool.slot(deadline):
             output = await triton.infer(model, body.payload, log_id=body.log_id,
-                                        timeout=deadline - time.monotonic())
+                                        seconds=deadline - time.monotonic())
         return Response(output.body, status_code=output.status, media_type="application/json")
 
     return await until_disconnected(request, work())

@@ -17,11 +17,12 @@ from pydantic import BaseModel
 from docengine.protocol import ErrorEnvelope
 
 _INT = {"type": "integer"}
-REQUEST_ID = {"X-Request-Id": {"description": "The request's logId (also in the envelope and every log line)",
-                               "schema": {"type": "string"}}}
-RETRY_AFTER = {"Retry-After": {"description": "Seconds after which a retry is likely to be admitted",
-                               "schema": _INT}}
-RATE_LIMIT = {
+REQUEST_ID: dict[str, Any] = {"X-Request-Id": {
+    "description": "The request's logId (also in the envelope and every log line)",
+    "required": True, "schema": {"type": "string"}}}
+RETRY_AFTER: dict[str, Any] = {"Retry-After": {
+    "description": "Seconds after which a retry is likely to be admitted", "schema": _INT}}
+RATE_LIMIT: dict[str, Any] = {
     "RateLimit-Limit": {"description": "Requests allowed per window for this client", "schema": _INT},
     "RateLimit-Remaining": {"description": "Requests left in the current window", "schema": _INT},
     "RateLimit-Reset": {"description": "Seconds until the window resets", "schema": _INT},
@@ -43,7 +44,7 @@ _WHY = {
 
 
 def _headers(status: int, limited: bool) -> dict[str, Any]:
-    headers = dict(REQUEST_ID)
+    headers: dict[str, Any] = dict(REQUEST_ID)
     if status in (429, 503):
         headers |= RETRY_AFTER
     if limited:

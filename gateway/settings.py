@@ -145,14 +145,14 @@ class SettingsError(Exception):
     """A bad setting, as one line that names the variable (start-up stops on it)."""
 
 
-def _env_name(field: str) -> str:
-    """The variable the user set for `field` (the primary name if none is in the environment)."""
-    info = Settings.model_fields.get(field)
-    alias = info.validation_alias if info else None
-    if not isinstance(alias, AliasChoices):
-        return field
-    names = [str(choice) for choice in alias.choices]
-    return next((n for n in names if n in os.environ), names[0])
+def _env_name(loc: str) -> str:
+    """The variable the user set for the field reported at `loc` (a field name or one of its aliases)."""
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        names = [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else []
+        if loc == name or loc in names:
+            return next((n for n in names if n in os.environ), names[0] if names else loc)
+    return loc
 
 
 def load_settings() -> Settings:

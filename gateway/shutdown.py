@@ -3,7 +3,8 @@
 Uvicorn alone stops listening the moment SIGTERM arrives, so a load balancer could never see readiness turn
 503. Here the first SIGTERM only marks the gateway as draining: `/health/ready` answers 503, new API requests
 get 503 with `Connection: close`, and requests already in flight go on. When they are done, or after
-`HPS_DRAIN_TIMEOUT`, uvicorn's own handler is called and shuts down as usual. A second SIGTERM skips the wait.
+`HPS_DRAIN_TIMEOUT` (the ones still running are then cancelled, their Triton calls too, and answered 503),
+uvicorn's own handler is called and shuts down as usual. A second SIGTERM skips the wait.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
 from gateway.errors import ShuttingDown, to_response
@@ -30,7 +31,9 @@ EXEMPT = frozenset({"/health", "/health/ready", "/metrics", "/docs", "/docs/oaut
 class Drain:
     def __init__(self) -> None:
         self.draining = False
+        self.cut_off = False  # the drain timeout passed: what is still running is being cancelled
         self.in_flight = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._previous: Any = None
@@ -56,7 +59,7 @@ class Drain:
                 self._hand_over(signum, frame)
                 return
             self.draining = True
-            loop.call_soon_threadsafe(lambda: loop.create_task(self._drain(timeout, signum)))
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._drain(signum, timeout)))
 
         signal.signal(signal.SIGTERM, on_sigterm)
 
@@ -65,12 +68,18 @@ class Drain:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
 
-    async def _drain(self, timeout: float, signum: int) -> None:
-        logger.info("SIGTERM: draining %d in-flight request(s), at most %g s", self.in_flight, timeout)
+    async def _drain(self, signum: int, seconds: float) -> None:
+        logger.info("SIGTERM: draining %d in-flight request(s), at most %g s", self.in_flight, seconds)
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
-            logger.warning("drain timeout: %d request(s) still in flight", self.in_flight)
+            async with asyncio.timeout(seconds):
+                await self._idle.wait()
+        except TimeoutError:
+            logger.warning("drain timeout: cancelling %d request(s) still in flight", self.in_flight)
+            self.cut_off = True
+            for task in self.tasks:
+                task.cancel()
+            if self.tasks:
+                await asyncio.wait(self.tasks, timeout=5)
         self._hand_over(signum, None)
 
     def _hand_over(self, signum: int, frame: FrameType | None) -> None:
@@ -97,8 +106,27 @@ class DrainMiddleware:
             response = to_response(ShuttingDown(headers={"Connection": "close"}))
             await response(scope, receive, send)
             return
+        task = asyncio.current_task()
+        assert task is not None
         self.drain.enter()
+        self.drain.tasks.add(task)
+        answered = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal answered
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_tracked)
+        except asyncio.CancelledError:
+            if not self.drain.cut_off or answered:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+
+                task.uncancel()
+            response = to_response(ShuttingDown("Gateway shut down before the request finished",
+                                                headers={"Connection": "close"}))
+            await response(scope, receive, send_tracked)
         finally:
+            self.drain.tasks.discard(task)
             self.drain.leave()

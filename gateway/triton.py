@@ -67,24 +67,23 @@ class TritonClient:
     async def close(self) -> None:
         await self._client.close()
 
-    async def infer(self, model: str, payload: bytes, *, log_id: str, timeout: float) -> TritonOutput:
-        """Run `model` on one request; raise a `gateway.errors` exception on any failure."""
-        if timeout <= 0:
+    async def infer(self, model: str, payload: bytes, *, log_id: str, seconds: float) -> TritonOutput:
+        """Run `model` on one request within `seconds`; raise a `gateway.errors` exception on any failure."""
+        if seconds <= 0:
             raise UpstreamTimeout()
         data = grpcclient.InferInput("input", [1, 1], "BYTES")
         data.set_data_from_numpy(np.array([[payload]], dtype=np.object_))
         started = time.monotonic()
         try:
-            result = await asyncio.wait_for(
-                self._client.infer(
+            # The gRPC deadline should fire first; this is the guarantee if the channel hangs.
+            async with asyncio.timeout(seconds + 1):
+                result = await self._client.infer(
                     model, [data], outputs=[grpcclient.InferRequestedOutput("output")],
                     request_id=log_id, headers={"x-request-id": log_id},
-                    client_timeout=timeout, timeout=int(timeout * 1_000_000)),
-                # The gRPC deadline should fire first; this is the guarantee if the channel hangs.
-                timeout=timeout + 1)
+                    client_timeout=seconds, timeout=int(seconds * 1_000_000))
         except InferenceServerException as exc:
             raise _classify(exc, model) from exc
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamTimeout() from None
         finally:
             metrics.TRITON_LATENCY.labels(model).observe(time.monotonic() - started)
@@ -98,8 +97,8 @@ class TritonClient:
             status = _status_of(body)
         return TritonOutput(body, status)
 
-    async def server_ready(self, timeout: float) -> bool:
-        return bool(await self._client.is_server_ready(client_timeout=timeout))
+    async def server_ready(self, seconds: float) -> bool:
+        return bool(await self._client.is_server_ready(client_timeout=seconds))
 
-    async def model_ready(self, model: str, timeout: float) -> bool:
-        return bool(await self._client.is_model_ready(model, client_timeout=timeout))
+    async def model_ready(self, model: str, seconds: float) -> bool:
+        return bool(await self._client.is_model_ready(model, client_timeout=seconds))

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -48,6 +48,16 @@ def prepare_metrics_dir(settings: Settings) -> Path | None:
     path = Path(os.environ[METRICS_ENV])
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_totals(settings: Settings, count: int) -> None:
+    """Every worker needs at least one slot of each kind."""
+    totals = {"HPS_MAX_CONCURRENT_REQUESTS": settings.max_concurrent_requests,
+              "HPS_MAX_CONCURRENT_NON_INFERENCE_REQUESTS": settings.max_concurrent_non_inference_requests}
+    for name, total in totals.items():
+        if total < count:
+            raise SettingsError(
+                f"invalid setting {name}={total}: must be at least the number of workers ({count})")
 
 
 def share(total: int, workers: int, index: int) -> int:

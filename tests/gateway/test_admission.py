@@ -1,0 +1,252 @@
+"""Concurrency slots, the bounded queue and Retry-After: the Pool itself, then a gateway with two slots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.admission import Pool
+from gateway.errors import Overloaded, UpstreamTimeout
+from gateway.workers import share
+
+from .conftest import Events, Gateway, layout_body, new_id
+
+# --- the Pool, in process ---------------------------------------------------------------------------------
+
+
+def far() -> float:
+    return time.monotonic() + 60
+
+
+@pytest.mark.parametrize("total,workers", [(16, 4), (16, 3), (5, 2), (2, 2), (64, 5), (7, 7)])
+def test_worker_shares_differ_by_one_at_most_and_sum_to_the_total(total: int, workers: int) -> None:
+    parts = [share(total, workers, i) for i in range(workers)]
+    assert sum(parts) == total and max(parts) - min(parts) <= 1
+
+
+async def test_slots_are_granted_in_arrival_order_and_given_back() -> None:
+    pool = Pool("t-order", slots=1, queue_size=5, max_wait=5)
+    order: list[int] = []
+
+    async def job(i: int) -> None:
+        async with pool.slot(far()):
+            order.append(i)
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*[job(i) for i in range(5)])
+    assert order == [0, 1, 2, 3, 4]
+    assert pool.active == 0 and pool.queued == 0
+
+
+async def test_a_full_queue_refuses_at_once_with_a_measured_retry_after() -> None:
+    pool = Pool("t-full", slots=2, queue_size=1, max_wait=5)
+    for _ in range(4):  # history: 0.3 s per request
+        async with pool.slot(far()):
+            await asyncio.sleep(0.3)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with pool.slot(far()):
+            await release.wait()
+
+    holders = [asyncio.ensure_future(hold()) for _ in range(3)]  # two slots + one queued
+    await asyncio.sleep(0.05)
+    with pytest.raises(Overloaded) as refused:
+        async with pool.slot(far()):
+            pass
+    # Second in line behind two slots of ~0.3 s: one round, rounded up to whole seconds.
+    assert refused.value.headers["Retry-After"] == "1"
+    assert pool.retry_after(position=5) == 1  # ceil(0.3 * 3 rounds)
+    assert pool.retry_after(position=8) == 2  # ceil(0.3 * 4 rounds)
+    release.set()
+    await asyncio.gather(*holders)
+    assert pool.active == 0 and pool.queued == 0
+
+
+async def test_retry_after_follows_the_measured_service_time() -> None:
+    slow = Pool("t-slow", slots=1, queue_size=0, max_wait=1)
+    async with slow.slot(far()):
+        await asyncio.sleep(1.2)
+    assert slow.retry_after(position=1) == 2
+    assert slow.retry_after(position=3) == 4  # 3 rounds of 1.2 s
+
+
+async def test_a_queue_wait_past_its_bound_is_refused_and_leaves_the_queue() -> None:
+    pool = Pool("t-wait", slots=1, queue_size=3, max_wait=0.2)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with pool.slot(far()):
+            await release.wait()
+
+    holder = asyncio.ensure_future(hold())
+    await asyncio.sleep(0.01)
+    with pytest.raises(Overloaded):
+        async with pool.slot(far()):
+            pass
+    assert pool.queued == 0
+    release.set()
+    await holder
+    assert pool.active == 0
+
+
+async def test_a_request_deadline_inside_the_queue_is_a_timeout() -> None:
+    pool = Pool("t-deadline", slots=1, queue_size=3, max_wait=10)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with pool.slot(far()):
+            await release.wait()
+
+    holder = asyncio.ensure_future(hold())
+    await asyncio.sleep(0.01)
+    with pytest.raises(UpstreamTimeout):
+        async with pool.slot(time.monotonic() + 0.1):
+            pass
+    release.set()
+    await holder
+
+
+async def test_cancelled_waiters_and_holders_give_their_slots_back() -> None:
+    pool = Pool("t-cancel", slots=1, queue_size=5, max_wait=10)
+
+    async def hold(seconds: float) -> None:
+        async with pool.slot(far()):
+            await asyncio.sleep(seconds)
+
+    first = asyncio.ensure_future(hold(10))
+    waiters = [asyncio.ensure_future(hold(10)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert pool.active == 1 and pool.queued == 3
+    waiters[1].cancel()
+    await asyncio.gather(waiters[1], return_exceptions=True)
+    assert pool.queued == 2
+    for task in [first, *waiters]:
+        task.cancel()
+    await asyncio.gather(first, *waiters, return_exceptions=True)
+    assert pool.active == 0 and pool.queued == 0
+    async with pool.slot(far()):  # and the slot is usable
+        assert pool.active == 1
+
+
+async def test_a_slot_handed_over_as_its_waiter_is_cancelled_goes_to_the_next() -> None:
+    pool = Pool("t-race", slots=1, queue_size=5, max_wait=10)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with pool.slot(far()):
+            await release.wait()
+
+    holder = asyncio.ensure_future(hold())
+    await asyncio.sleep(0)
+    racer = asyncio.ensure_future(hold())
+    third = asyncio.ensure_future(hold())
+    await asyncio.sleep(0)
+    release.set()
+    await holder  # hands the slot to `racer`'s future ...
+    racer.cancel()  # ... which is cancelled before it runs
+    await asyncio.gather(racer, return_exceptions=True)
+    await asyncio.wait_for(third, 1)  # the slot went on to the third
+    assert pool.active == 0 and pool.queued == 0
+
+
+# --- a real gateway with two inference slots and one queue place ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tight(start_gateway: Any, vlm: Any) -> Gateway:
+    return start_gateway(  # type: ignore[no-any-return]
+        HPS_VLM_URL=vlm.url, HPS_MAX_CONCURRENT_REQUESTS="2", HPS_MAX_CONCURRENT_NON_INFERENCE_REQUESTS="1",
+        HPS_MAX_QUEUED_REQUESTS="1", HPS_MAX_QUEUE_WAIT="1", HPS_INFERENCE_TIMEOUT="20")
+
+
+def overlaps(events: Events, ids: list[str]) -> int:
+    """Most of `ids` running in Triton at the same moment."""
+    marks = []
+    for event in events.all():
+        if event["logId"] in ids and event["event"] in ("start", "finish", "cancelled"):
+            marks.append((event["t"], 1 if event["event"] == "start" else -1))
+    running = most = 0
+    for _, step in sorted(marks):
+        running += step
+        most = max(most, running)
+    return most
+
+
+async def test_over_the_limit_requests_queue_then_get_503_with_retry_after(tight: Gateway,
+                                                                           events: Events) -> None:
+    url = f"{tight.url}/layout-parsing"
+    async with httpx.AsyncClient(timeout=30) as client:
+        # History: two requests of 1.5 s each.
+        warm = await asyncio.gather(*[client.post(url, json=layout_body(new_id(), sleep=1.5))
+                                      for _ in range(2)])
+        assert [r.status_code for r in warm] == [200, 200]
+        ids = [new_id() for _ in range(4)]
+        calls = []
+        for log_id in ids:  # two take the slots, one queues, one finds the queue full
+            calls.append(asyncio.ensure_future(client.post(url, json=layout_body(log_id, sleep=1.5))))
+            await asyncio.sleep(0.1)
+        answers = await asyncio.gather(*calls)
+    status = {log_id: r.status_code for log_id, r in zip(ids, answers, strict=True)}
+    assert sorted(status.values()) == [200, 200, 503, 503], status
+    full, waited = answers[3], answers[2]
+    assert "queue full" in full.json()["errorMsg"] and full.elapsed.total_seconds() < 1
+    assert "no free slot" in waited.json()["errorMsg"] and waited.elapsed.total_seconds() >= 0.9
+    # Measured: ~1.5 s per request, one round of two slots ahead -> 2 s (not a constant 1).
+    assert int(full.headers["retry-after"]) == 2 and int(waited.headers["retry-after"]) == 2
+    assert events.of(ids[2]) == [] and events.of(ids[3]) == []  # refused requests never reached Triton
+    assert overlaps(events, ids) == 2
+    assert tight.metric("gateway_rejections_total", reason="queue_full") >= 1
+    assert tight.metric("gateway_rejections_total", reason="queue_timeout") >= 1
+
+
+async def test_a_queued_request_gets_the_slot_when_one_frees(tight: Gateway) -> None:
+    url = f"{tight.url}/layout-parsing"
+    async with httpx.AsyncClient(timeout=30) as client:
+        answers = await asyncio.gather(*[client.post(url, json=layout_body(new_id(), sleep=0.4))
+                                         for _ in range(3)])
+    assert [r.status_code for r in answers] == [200, 200, 200]
+
+
+async def test_slots_come_back_after_errors_timeouts_and_disconnects(tight: Gateway, events: Events) -> None:
+    url = f"{tight.url}/layout-parsing"
+    async with httpx.AsyncClient(timeout=30) as client:
+        failures = [layout_body(new_id(), **{"raise": "x"}), layout_body(new_id(), garbage=True),
+                    layout_body(new_id(), error=500), layout_body(new_id(), sleep=5) | {"fileType": 9}]
+        for body in failures:
+            assert (await client.post(url, json=body)).status_code >= 400
+        gone = new_id()
+        call = asyncio.ensure_future(client.post(url, json=layout_body(gone, sleep=10)))
+        assert await asyncio.to_thread(events.wait_for, gone, "start")
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+    assert await asyncio.to_thread(events.wait_for, gone, "cancelled")
+    await asyncio.sleep(0.2)
+    assert tight.metric("gateway_requests_in_flight", pool="inference") == 0
+    assert tight.metric("gateway_requests_queued", pool="inference") == 0
+    ids = [new_id(), new_id()]
+    async with httpx.AsyncClient(timeout=30) as client:
+        answers = await asyncio.gather(*[client.post(url, json=layout_body(i, sleep=0.5)) for i in ids])
+    assert [r.status_code for r in answers] == [200, 200]
+    assert overlaps(events, ids) == 2  # both slots free again
+
+
+async def test_the_non_inference_route_has_its_own_slots(tight: Gateway) -> None:
+    url = f"{tight.url}/restructure-pages"
+    body = {"pages": [{"prunedResult": {}}], "_gatewayTest": {"sleep": 1.5}}
+    async with httpx.AsyncClient(timeout=30) as client:
+        answers = await asyncio.gather(*[client.post(url, json=body) for _ in range(3)])
+    # One slot, one queue place waiting at most 1 s: one served, two refused.
+    assert sorted(r.status_code for r in answers) == [200, 503, 503]
+
+
+def test_a_large_body_goes_through_whole(tight: Gateway) -> None:
+    """Bodies and outputs over 1 MiB are parsed off the event loop; nothing is lost on the way."""
+    document = "QUJD" * (3 * 1024 * 1024 // 4)
+    response = httpx.post(f"{tight.url}/layout-parsing", json={"file": document, "fileType": 0}, timeout=60)
+    assert response.status_code == 200
+    assert response.json()["result"]["echo"]["body"]["file"] == document

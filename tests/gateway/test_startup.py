@@ -1,0 +1,114 @@
+"""Settings (seed names, upstream aliases, one-line errors), running without Triton, and the upstream
+development path `cd gateway && uvicorn app:app`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.settings import Settings
+from localstack.triton import free_port
+
+from .conftest import REPO, layout_body, new_id
+
+
+def settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
+    for key in list(os.environ):
+        if key.startswith(("HPS_", "UVICORN_", "GPU_")):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_defaults_are_the_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings(monkeypatch)
+    assert (s.max_concurrent_requests, s.max_concurrent_non_inference_requests) == (16, 64)
+    assert (s.inference_timeout, s.health_check_timeout, s.log_level, s.workers) == (600, 5, "INFO", 4)
+    assert (s.host, s.port, s.triton_url, s.device_id) == ("127.0.0.1", 8080, "127.0.0.1:8001", 0)
+    assert s.max_body_size >= 4 * 50 * 1024 * 1024 // 3  # a 50 MiB document in Base64
+    assert s.rate_limit == "" and not s.api_keys and s.filter_health_access_log
+
+
+def test_upstream_names_are_aliases_and_the_seeds_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings(monkeypatch, HPS_MAX_CONCURRENT_INFERENCE_REQUESTS="8", HPS_UVICORN_WORKERS="2",
+                 HPS_DEVICE_ID="3", HPS_MAX_CONCURRENT_NON_INFERENCE_REQUESTS="9")
+    assert (s.max_concurrent_requests, s.workers, s.device_id, s.max_concurrent_non_inference_requests) == \
+        (8, 2, 3, 9)
+    s = settings(monkeypatch, HPS_MAX_CONCURRENT_REQUESTS="5", HPS_MAX_CONCURRENT_INFERENCE_REQUESTS="8",
+                 UVICORN_WORKERS="1", HPS_UVICORN_WORKERS="2", GPU_DEVICE_ID="1", HPS_DEVICE_ID="3")
+    assert (s.max_concurrent_requests, s.workers, s.device_id) == (5, 1, 1)
+
+
+def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings(monkeypatch, HPS_VLM_URL="http://a:1/v1, http://b:2/", HPS_API_KEYS="k1, k2",
+                 HPS_TRUSTED_PROXIES="10.0.0.0/8,::1", HPS_CORS_ORIGINS="https://x.example")
+    assert s.vlm_urls == ("http://a:1", "http://b:2")
+    assert s.api_keys == {"k1", "k2"} and "k1" not in repr(s)
+    assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+    assert s.cors_origins == ("https://x.example",)
+
+
+def run_gateway(tmp_path: Any, timeout: float = 20, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HPS_", "UVICORN_", "GPU_"))}
+    return subprocess.run([sys.executable, "-m", "gateway"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=timeout, env=clean | {"PYTHONPATH": str(REPO), **env})
+
+
+@pytest.mark.parametrize("env,named", [
+    ({"HPS_MAX_CONCURRENT_INFERENCE_REQUESTS": "many"}, "HPS_MAX_CONCURRENT_INFERENCE_REQUESTS='many'"),
+    ({"HPS_RATE_LIMIT": "lots"}, "HPS_RATE_LIMIT='lots'"),
+    ({"HPS_INFERENCE_TIMEOUT": "-1"}, "HPS_INFERENCE_TIMEOUT='-1'"),
+    ({"UVICORN_WORKERS": "3", "HPS_MAX_CONCURRENT_REQUESTS": "2"}, "HPS_MAX_CONCURRENT_REQUESTS=2"),
+])
+def test_a_bad_value_stops_start_up_with_one_line(tmp_path: Any, env: dict[str, str], named: str) -> None:
+    done = run_gateway(tmp_path, **env)
+    assert done.returncode == 3
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("gateway: invalid setting") and named in lines[0]
+
+
+def test_without_triton_requests_are_503_and_readiness_names_it(start_gateway: Any, vlm: Any) -> None:
+    port = free_port()
+    gateway = start_gateway(HPS_TRITON_URL=f"127.0.0.1:{port}", HPS_VLM_URL=vlm.url,
+                            HPS_HEALTH_CHECK_TIMEOUT="1")
+    response = httpx.post(f"{gateway.url}/layout-parsing", json=layout_body(new_id()), timeout=10)
+    assert response.status_code == 503
+    assert response.json()["errorMsg"].startswith("Inference server unavailable")
+    ready = httpx.get(f"{gateway.url}/health/ready", timeout=10)
+    assert ready.status_code == 503
+    assert "Triton server" in ready.json()["errorMsg"] and "layout-parsing" in ready.json()["errorMsg"]
+    assert vlm.url not in ready.json()["errorMsg"]
+
+
+def test_the_upstream_development_path_serves(tmp_path: Any, triton: Any) -> None:
+    """`cd gateway && uvicorn app:app --workers 2`: the app module finds its packages on its own."""
+    port = free_port()
+    skip = ("HPS_", "UVICORN_", "GPU_", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
+    env |= {"HPS_TRITON_URL": triton.url_grpc, "UVICORN_WORKERS": "2"}
+    uvicorn = os.path.join(os.path.dirname(sys.executable), "uvicorn")
+    argv = [uvicorn, "app:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    proc = subprocess.Popen(argv, cwd=REPO / "gateway", env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                response = httpx.post(f"http://127.0.0.1:{port}/layout-parsing", json=layout_body(new_id()))
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert response.status_code == 200 and response.json()["errorCode"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(20)
