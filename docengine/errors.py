@@ -34,6 +34,6 @@ class VLMBadResponseError(EngineError):
 
 
 class CancelledRequestError(EngineError):
-    """The client went away or its deadline passed; its remaining work was dropped (499 never leaves Triton)."""
+    """The client went away or its deadline passed; its remaining work was dropped (499 stays in Triton)."""
 
     status = 499

@@ -324,7 +324,7 @@ async def fetch_url(url: str, settings: EngineSettings, *, http: httpx.AsyncClie
     client = http or httpx.AsyncClient(timeout=settings.url_fetch_timeout, follow_redirects=False)
     try:
         return await asyncio.wait_for(_fetch(client, url, settings), settings.url_fetch_timeout)
-    except (asyncio.TimeoutError, httpx.TimeoutException):
+    except (TimeoutError, httpx.TimeoutException):
         raise InvalidInputError(
             f"fetching the file timed out after {settings.url_fetch_timeout:g} s") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:

@@ -57,6 +57,7 @@ class Engine:
         self._http: httpx.AsyncClient | None = None
 
     async def aclose(self) -> None:
+        await self.layout.aclose()
         await self.vlm.aclose()
         if self._http is not None:
             await self._http.aclose()

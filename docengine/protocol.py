@@ -1,7 +1,8 @@
 """Pydantic models of the PaddleOCR-VL serving API (PaddleX 3.7 schema), shared by the gateway and the engine.
 
 Field names are camelCase on the wire and snake_case in Python. Unknown fields are kept (`extra="allow"`) so
-that newer clients keep working through an older server. Errors are the `{logId, errorCode, errorMsg}` envelope.
+that newer clients keep working through an older server. Errors are the `{logId, errorCode, errorMsg}`
+envelope.
 """
 
 from __future__ import annotations
@@ -27,24 +28,40 @@ class LayoutParsingRequest(_WireModel):
 
     file: str = Field(description="http(s) URL of the file, or its bytes in Base64 (no `data:` prefix).")
     file_type: Literal[0, 1] | None = Field(
-        None, description="0 = PDF, 1 = image (PNG, JPEG, BMP, WebP, TIFF). Null: inferred from the URL "
-        "extension or from the file's leading bytes.")
+        None,
+        description="0 = PDF, 1 = image (PNG, JPEG, BMP, WebP, TIFF). Null: inferred from the URL "
+        "extension or from the file's leading bytes.",
+    )
     use_doc_orientation_classify: bool | None = Field(
-        None, description="Document orientation classification. Not available in this deployment: true is refused.")
+        None,
+        description="Document orientation classification. Not available in this deployment: true is refused.",
+    )
     use_doc_unwarping: bool | None = Field(
-        None, description="Document unwarping. Not available in this deployment: true is refused.")
-    use_layout_detection: bool | None = Field(None, description="Run layout detection (default true). "
-                                              "Off: the whole page is one block recognised with `promptLabel`.")
-    use_chart_recognition: bool | None = Field(None, description="Send chart blocks to the VLM (default false).")
-    use_seal_recognition: bool | None = Field(None, description="Send seal blocks to the VLM (default false).")
+        None, description="Document unwarping. Not available in this deployment: true is refused."
+    )
+    use_layout_detection: bool | None = Field(
+        None,
+        description="Run layout detection (default true). "
+        "Off: the whole page is one block recognised with `promptLabel`.",
+    )
+    use_chart_recognition: bool | None = Field(
+        None, description="Send chart blocks to the VLM (default false)."
+    )
+    use_seal_recognition: bool | None = Field(
+        None, description="Send seal blocks to the VLM (default false)."
+    )
     use_ocr_for_image_block: bool | None = Field(None, description="Also OCR image blocks (default false).")
     layout_threshold: float | dict[str, float] | None = Field(
-        None, description="Score threshold in [0, 1], or a map from class id (as a string) to threshold.")
+        None, description="Score threshold in [0, 1], or a map from class id (as a string) to threshold."
+    )
     layout_nms: bool | None = Field(None, description="Non-maximum suppression of layout boxes.")
     layout_unclip_ratio: UnclipRatio | dict[str, UnclipRatio] | None = Field(
-        None, description="Box growth factor (> 0), a (width, height) pair, or a map from class id to either.")
+        None, description="Box growth factor (> 0), a (width, height) pair, or a map from class id to either."
+    )
     layout_merge_bboxes_mode: MergeMode | dict[str, MergeMode] | None = Field(
-        None, description="Containment merge: `large`, `small`, `union`, or a map from class id to one of them.")
+        None,
+        description="Containment merge: `large`, `small`, `union`, or a map from class id to one of them.",
+    )
     layout_shape_mode: ShapeMode = Field("auto", description="Shape of layout regions.")
     prompt_label: PromptLabel | None = Field(None, description="Prompt when layout detection is off.")
     format_block_content: bool | None = Field(None, description="Markdown-format `block_content`.")
@@ -53,11 +70,18 @@ class LayoutParsingRequest(_WireModel):
     top_p: float | None = Field(None, gt=0, le=1, description="VLM nucleus sampling.")
     min_pixels: int | None = Field(None, gt=0, description="Smallest image area given to the VLM per block.")
     max_pixels: int | None = Field(None, gt=0, description="Largest image area given to the VLM per block.")
-    max_new_tokens: int | None = Field(None, gt=0, description="Most tokens the VLM writes per block (default 4096).")
-    merge_layout_blocks: bool | None = Field(None, description="Merge adjacent text blocks before recognition.")
-    markdown_ignore_labels: list[str] | None = Field(None, description="Block labels left out of the Markdown.")
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="Most tokens the VLM writes per block (default 4096)."
+    )
+    merge_layout_blocks: bool | None = Field(
+        None, description="Merge adjacent text blocks before recognition."
+    )
+    markdown_ignore_labels: list[str] | None = Field(
+        None, description="Block labels left out of the Markdown."
+    )
     vlm_extra_args: dict[str, Any] | None = Field(
-        None, description="Extra VLM arguments, e.g. `ocr_min_pixels`, `table_max_pixels`.")
+        None, description="Extra VLM arguments, e.g. `ocr_min_pixels`, `table_max_pixels`."
+    )
     prettify_markdown: bool = Field(True, description="Centre images and titles, style tables.")
     show_formula_number: bool = Field(False, description="Attach formula numbers with `\\tag*{}`.")
     return_markdown_images: bool = Field(True, description="Return the Markdown's images as Base64 JPEG.")
@@ -69,7 +93,8 @@ class LayoutParsingRequest(_WireModel):
     log_id: str | None = Field(None, description="Request id echoed in the response and the logs.")
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"file": "<Base64 of a PDF>", "fileType": 0, "visualize": False}]})
+        json_schema_extra={"examples": [{"file": "<Base64 of a PDF>", "fileType": 0, "visualize": False}]}
+    )
 
     @model_validator(mode="after")
     def _check_ranges(self) -> LayoutParsingRequest:
@@ -86,7 +111,7 @@ class LayoutParsingRequest(_WireModel):
                 raise ValueError("layoutUnclipRatio values must be greater than 0")
         for mapping in (self.layout_threshold, self.layout_unclip_ratio, self.layout_merge_bboxes_mode):
             if isinstance(mapping, dict) and not all(k.lstrip("-").isdigit() for k in mapping):
-                raise ValueError("per-class layout maps are keyed by class id, e.g. {\"22\": 0.5}")
+                raise ValueError('per-class layout maps are keyed by class id, e.g. {"22": 0.5}')
         return self
 
 
@@ -150,8 +175,10 @@ class RestructurePagesEnvelope(ErrorEnvelope):
     result: RestructurePagesResult | None = None
 
 
-def envelope(log_id: str, result: Any | None = None, *, code: int = 0, msg: str = "Success") -> dict[str, Any]:
-    """The response envelope as a plain dict; `result` is omitted when None (upstream dumps with exclude_none)."""
+def envelope(
+    log_id: str, result: Any | None = None, *, code: int = 0, msg: str = "Success"
+) -> dict[str, Any]:
+    """The response envelope as a plain dict; `result` is left out when None (as upstream exclude_none)."""
     body: dict[str, Any] = {"logId": log_id, "errorCode": code, "errorMsg": msg}
     if result is not None:
         body["result"] = result

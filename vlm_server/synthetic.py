@@ -50,8 +50,10 @@ def create_app(
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
         body = await request.json()
-        prompt = next((part.get("text", "") for part in body["messages"][0]["content"]
-                       if part.get("type") == "text"), "")
+        prompt = next(
+            (part.get("text", "") for part in body["messages"][0]["content"] if part.get("type") == "text"),
+            "",
+        )
         async with slots:
             stats["in_flight"] += 1
             stats["peak_in_flight"] = max(stats["peak_in_flight"], stats["in_flight"])
@@ -61,13 +63,18 @@ def create_app(
                 stats["in_flight"] -= 1
         stats["served"] += 1
         text = ANSWERS.get(prompt, DEFAULT_ANSWER)
-        return JSONResponse({
-            "id": f"chatcmpl-{stats['served']}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", model),
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        })
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{stats['served']}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", model),
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
 
     return app
 
@@ -76,7 +83,8 @@ def main() -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8118)
     parser.add_argument("--service-time", type=float, default=0.05)

@@ -43,6 +43,17 @@ class LayoutScheduler:
         self._wakeup.set()
         return await future  # cancelling this leaves a cancelled future, which the worker skips
 
+    async def aclose(self) -> None:
+        """Stop the worker; pages still waiting fail with CancelledError."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        for queue in self._queues.values():
+            for _, future in queue:
+                future.cancel()
+        self._queues.clear()
+
     def pending(self) -> int:
         return sum(1 for q in self._queues.values() for _, f in q if not f.done())
 
@@ -74,6 +85,10 @@ class LayoutScheduler:
                 self.largest_batch = max(self.largest_batch, len(batch))
                 try:
                     results = await asyncio.to_thread(self._detector.detect, pages)
+                except asyncio.CancelledError:
+                    for _, future in batch:
+                        future.cancel()
+                    raise
                 except Exception as exc:  # the detector failed: every page of this batch fails with it
                     log.exception("layout detection failed on a batch of %d pages", len(batch))
                     for _, future in batch:

@@ -360,7 +360,7 @@ class VLMClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
             self._cool_down(url)
             raise _Retry(f"cannot connect ({type(exc).__name__}: {exc})") from None
-        except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
+        except (TimeoutError, httpx.TimeoutException) as exc:
             self._cool_down(url)
             raise VLMUnavailableError(
                 f"VLM server {url} did not answer within {self.timeout:g} s ({type(exc).__name__})") from None

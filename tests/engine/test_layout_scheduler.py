@@ -81,3 +81,13 @@ async def test_a_detector_failure_fails_that_batch_only():
     with pytest.raises(RuntimeError, match="exploded"):
         await scheduler.detect("x", page(13))
     assert (await scheduler.detect("y", page(7)))[0].order_key == 7.0
+
+
+async def test_closing_stops_the_worker_and_fails_waiting_pages():
+    scheduler = LayoutScheduler(RecordingDetector(0.2), batch_size=1)
+    waiting = [asyncio.ensure_future(scheduler.detect("a", page(i))) for i in range(3)]
+    await asyncio.sleep(0.05)
+    await scheduler.aclose()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    assert scheduler.pending() == 0
