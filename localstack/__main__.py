@@ -59,7 +59,10 @@ def build_tiers(environ: Mapping[str, str], root: Path = ROOT) -> list[Tier]:
         root / "triton_repo", host=HOST, http_port=p["HPS_TRITON_HTTP_PORT"],
         grpc_port=p["HPS_TRITON_GRPC_PORT"], metrics_port=p["HPS_TRITON_METRICS_PORT"],
         work_dir=root / ".run" / "triton")
-    triton = Tier("triton", argv, env={**triton_env, **profile}, ready_url=f"{triton_http}/v2/health/ready",
+    # The CPU recogniser queues 64 calls behind 2 workers: keep the engine's VLM bound well inside that.
+    cpu_defaults = {"HPS_VLM_MAX_CONCURRENCY": "16"}
+    triton = Tier("triton", argv, env={**cpu_defaults, **triton_env, **profile},
+                  ready_url=f"{triton_http}/v2/health/ready",
                   cwd=str(root))
 
     gateway_env = {**base, **profile, "HPS_GATEWAY_HOST": HOST,
