@@ -1,8 +1,8 @@
 r"""Clean-up of one block's VLM text before it becomes `block_content`: PaddleX's PaddleOCR-VL chain.
 
 Per block, in order: cut runaway repetition, turn `\( \)` / `\[ \]` into `$` / `$$`, and for tables turn
-OTSL into HTML. Chart text stays pipe-separated in `block_content`, as upstream: `chart_to_html` is the
-Markdown (and `formatBlockContent`) rendering of it.
+OTSL into HTML. Chart text stays pipe-separated in `block_content`, as upstream: the Markdown renderer
+(`docengine.markdown`) turns it into a table.
 """
 
 from __future__ import annotations
@@ -87,21 +87,6 @@ def normalize_latex_delimiters(label: str, text: str) -> str:
 def table_to_html(text: str) -> str:
     """OTSL -> HTML; text with no OTSL cell (already HTML, or prose) is kept as it is."""
     return otsl_to_html(text) or text
-
-
-def chart_to_html(text: str) -> str:
-    """Pipe-separated chart data (first line = header) as the centred HTML table PaddleX puts in the Markdown.
-
-    Cell text is not escaped, byte for byte as upstream's `format_chart2table_func`.
-    """
-    lines = text.split("\n")
-    cell = "style='text-align: center;'"
-    head = "".join(f"<th {cell}>{c.strip()}</th>" for c in lines[0].split("|"))
-    rows = "".join(
-        "    <tr>" + "".join(f"<td {cell}>{c.strip()}</td>" for c in line.split("|")) + "</tr>\n"
-        for line in lines[1:])
-    return (f"<table border=1 style='margin: auto; width: max-content;'>\n  <thead><tr>{head}</tr></thead>\n"
-            f"  <tbody>\n{rows}  </tbody>\n</table>")
 
 
 def postprocess(label: str, text: str | None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from docengine.recognition.textpost import (
-    chart_to_html,
     normalize_latex_delimiters,
     postprocess,
     table_to_html,
@@ -108,23 +107,6 @@ def test_only_tables_are_converted():
 def test_chart_content_stays_pipe_text():
     chart = "Year | Sales\n2023 | 10"
     assert postprocess("chart", chart) == chart
-
-
-def test_chart_to_html():
-    assert chart_to_html("Year | Sales\n2023 | 10\n2024|12") == (
-        "<table border=1 style='margin: auto; width: max-content;'>\n"
-        "  <thead><tr><th style='text-align: center;'>Year</th><th style='text-align: center;'>Sales</th>"
-        "</tr></thead>\n"
-        "  <tbody>\n"
-        "    <tr><td style='text-align: center;'>2023</td><td style='text-align: center;'>10</td></tr>\n"
-        "    <tr><td style='text-align: center;'>2024</td><td style='text-align: center;'>12</td></tr>\n"
-        "  </tbody>\n"
-        "</table>")
-
-
-def test_chart_header_only():
-    assert chart_to_html("A|B").count("<th ") == 2
-    assert "<td" not in chart_to_html("A|B")
 
 
 def test_missing_text_is_empty():
