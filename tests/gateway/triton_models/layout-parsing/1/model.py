@@ -10,6 +10,7 @@ it does is steered by the request's `_gatewayTest` object:
     {"garbage": true}       output that is not JSON
     {"notEnvelope": true}   JSON that is not an envelope
     {"raise": "message"}    a Triton-level error
+    {"noEcho": true}        a success envelope without the request in it (for big bodies)
 
 Every start, finish and cancellation is appended as a JSON line to the file named by `HPS_TEST_EVENTS`, so
 tests can see what the Triton side saw.
@@ -87,7 +88,10 @@ class TritonPythonModel:
         if "error" in ctl:
             code = int(ctl["error"])
             return _output(_dumps({"logId": log_id, "errorCode": code, "errorMsg": f"test error {code}"}))
-        result = {"layoutParsingResults": [], "echo": {"model": self.model_name, "body": body, **tag}}
+        echo = {"model": self.model_name, "size": len(raw), **tag}
+        if not ctl.get("noEcho"):
+            echo["body"] = body
+        result = {"layoutParsingResults": [], "echo": echo}
         if self.model_name == "layout-parsing":
             result["dataInfo"] = {"type": "image", "width": 1, "height": 1}
         return _output(_dumps({"logId": log_id, "errorCode": 0, "errorMsg": "Success", "result": result}))
