@@ -7,6 +7,7 @@ become 500 with the request's logId and no internals: the details go to the log,
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -99,7 +100,9 @@ def _detail(exc: BaseException) -> tuple[int, str, dict[str, str]]:
     if isinstance(exc, GatewayError):
         return exc.status, exc.message, exc.headers
     if isinstance(exc, RequestValidationError):
-        return 422, str(exc.errors()), {}
+        issues = [{"type": e["type"], "loc": ".".join(map(str, e["loc"])), "msg": e["msg"]}
+                  for e in exc.errors()]
+        return 422, json.dumps(issues, ensure_ascii=False), {}
     if isinstance(exc, StarletteHTTPException):
         return exc.status_code, str(exc.detail), dict(exc.headers or {})
     return 500, GatewayError.message, {}
@@ -110,8 +113,9 @@ def to_response(exc: BaseException) -> JSONResponse:
     status, message, headers = _detail(exc)
     if status >= 500 and not isinstance(exc, GatewayError | StarletteHTTPException):
         logger.error("unexpected failure", exc_info=exc)
-    elif isinstance(exc, UpstreamFailed | BadUpstreamOutput) and exc.__cause__ is not None:
-        logger.error("%s: %s", message, exc.__cause__)
+    elif isinstance(exc, UpstreamFailed | BadUpstreamOutput | TritonUnavailable | UpstreamTimeout):
+        cause = exc.__cause__
+        logger.warning("%s%s", message, f": {cause}" if cause is not None else "")
     body = envelope(current_log_id(), code=status, msg=message)
     return JSONResponse(body, status_code=status, headers=headers)
 

@@ -51,11 +51,14 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
     watcher = asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not task.done():
-            task.cancel()
+    except asyncio.CancelledError:  # the request itself is cancelled (shutdown): wind the work down first
+        task.cancel()
         watcher.cancel()
-    if task.cancelled() or not task.done():
+        await asyncio.gather(task, watcher, return_exceptions=True)
+        raise
+    watcher.cancel()
+    if not task.done():  # the client left
+        task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         raise ClientDisconnected()
     return task.result()
