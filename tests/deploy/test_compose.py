@@ -296,3 +296,10 @@ def test_bad_settings_are_refused(container: Container, env, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert container.calls() == []
+
+
+
+def test_gateways_get_time_to_drain_on_stop(services):
+    drain_timeout = 30  # the gateway's HPS_DRAIN_TIMEOUT default
+    for name in GATEWAYS:
+        assert seconds(services[name]["stop_grace_period"]) > drain_timeout, name
