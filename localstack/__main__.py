@@ -1,7 +1,7 @@
 """`python -m localstack` (what `make up` runs): the three tiers as local processes on loopback, CPU profile.
 
     CPU recogniser  python -m vlm_server     127.0.0.1:8118            (HPS_VLM_PORT)
-    Triton          tritonserver (pytriton)  127.0.0.1:8000/8001/8002  (HPS_TRITON_HTTP/GRPC/METRICS_PORT)
+    Triton          tritonserver (pytriton)  127.0.0.1:8000/8001/8002  (HPS_TRITON_{HTTP,GRPC,METRICS}_PORT)
     gateway         python -m gateway        127.0.0.1:8080            (HPS_GATEWAY_PORT)
 
 Each starts once the one before it is ready; the stack is up when the gateway's /health/ready answers 200.
