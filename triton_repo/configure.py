@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=("gpu", "cpu"), default=env.get("HPS_PROFILE", "gpu"))
     parser.add_argument("--device-id", type=int,
-                        default=int(env.get("HPS_DEVICE_ID", env.get("GPU_DEVICE_ID", "0"))))
+                        default=int(env.get("GPU_DEVICE_ID", env.get("HPS_DEVICE_ID", "0"))))
     parser.add_argument("--instances", type=int, default=int(env.get("HPS_TRITON_INSTANCES", "1")))
     parser.add_argument("--queue-delay-us", type=int,
                         default=int(env["HPS_TRITON_QUEUE_DELAY_US"]) if env.get("HPS_TRITON_QUEUE_DELAY_US")

@@ -85,7 +85,8 @@ def test_gpu_reservations_only_for_gpu_triton_and_vlm(services):
     for name in ("paddleocr-vl-tritonserver", "paddleocr-vlm-server"):
         devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
         assert devices == [
-            {"driver": "nvidia", "device_ids": ["${GPU_DEVICE_ID:-0}"], "capabilities": ["gpu"]}]
+            {"driver": "nvidia", "device_ids": ["${GPU_DEVICE_ID:-${HPS_DEVICE_ID:-0}}"],
+             "capabilities": ["gpu"]}]
     for name in GATEWAYS + CPU:
         assert "deploy" not in services[name], name
 
@@ -157,6 +158,16 @@ def test_naming_the_cpu_gateway_starts_the_cpu_services_only(tmp_path: Path):
     for args in (["--profile", "cpu"], []):
         model = compose_config(tmp_path, *args, "config", "--format", "json", "paddleocr-vl-api-cpu")
         assert sorted(model["services"]) == sorted(CPU)
+
+
+def test_the_upstream_gpu_alias_works_and_the_seed_name_wins(tmp_path: Path):
+    def device(**env: str) -> list[str]:
+        model = compose_config(tmp_path, "config", "--format", "json", **env)
+        return model["services"]["paddleocr-vlm-server"]["deploy"]["resources"]["reservations"]["devices"][0][
+            "device_ids"]
+
+    assert device(HPS_DEVICE_ID="3") == ["3"]
+    assert device(HPS_DEVICE_ID="3", GPU_DEVICE_ID="1") == ["1"]
 
 
 def test_variables_reach_the_gpu_and_the_published_port(tmp_path: Path):
