@@ -222,6 +222,6 @@ async def test_sigterm_drains_in_flight_requests_refuses_new_ones_then_exits(bus
     assert [a.status_code for a in answers] == [200] * 4, [a.text[:200] for a in answers]
     assert all(a.json()["result"]["layoutParsingResults"] for a in answers)
     assert took < 15
-    assert eventually(lambda: stack.supervisor.restarts("gateway") == 1, 20), stack.log_tail()
+    # It exited by itself, cleanly; the supervisor then started a new one (as it restarts any tier that ends).
+    assert eventually(lambda: stack.supervisor.pid("gateway") not in (None, gateway), 20), stack.log_tail()
     assert "gateway exited with code 0" in stack.log_tail(20000)
-    assert stack.pid("gateway") != gateway
