@@ -12,7 +12,7 @@ import numpy as np
 
 from docengine.images import draw_layout, encode_jpeg_b64
 from docengine.markdown import DEFAULT_IGNORE_LABELS, format_block_content, image_path, render_markdown
-from docengine.protocol import LayoutParsingRequest
+from docengine.protocol import LayoutParsingRequest, markdown_json
 from docengine.settings import EngineSettings
 from docengine.types import Block, LayoutBox
 
@@ -157,7 +157,7 @@ def assemble_page(page: np.ndarray, boxes: list[LayoutBox], blocks: list[Block],
         images.update(_doc_images(page, boxes))
         encoded = {path: encode_jpeg_b64(img, options.max_output_image_size) for path, img in images.items()}
 
-    entry: dict[str, Any] = {"prunedResult": pruned, "markdown": {"text": text, "images": encoded}}
+    entry: dict[str, Any] = {"prunedResult": pruned, "markdown": markdown_json(text, encoded)}
     if options.visualize:
         size = options.max_output_image_size
         drawn = {"layout_det_res": draw_layout(page, boxes)} if options.use_layout_detection else {}

@@ -185,6 +185,11 @@ def envelope(
     return body
 
 
+def markdown_json(text: str, images: dict[str, str] | None) -> dict[str, Any]:
+    """A page's `markdown`; `images` is left out when None, as upstream dumps with exclude_none."""
+    return {"text": text} if images is None else {"text": text, "images": images}
+
+
 def validation_message(exc: ValidationError) -> str:
     """One readable line naming each bad field by its wire name, as `errorMsg` of a 422."""
     issues = [

@@ -27,6 +27,7 @@ from docengine.markdown import (
     image_path,
     markdown_text,
 )
+from docengine.protocol import markdown_json
 from docengine.types import Block
 
 PageInput = tuple[dict[str, Any], dict[str, str] | None]
@@ -365,7 +366,7 @@ def restructure_pages(
     if not concatenate_pages:
         return [
             {"prunedResult": {**p, "parsing_res_list": _parsing_res(b, p, w)},
-             "markdown": {"text": text, "images": _passed_on(images, return_markdown_images)}}
+             "markdown": markdown_json(text, _passed_on(images, return_markdown_images))}
             for p, b, w, text, (_, images) in zip(pruned_list, blocks, widths, texts, pages, strict=True)
         ]
 
@@ -385,7 +386,7 @@ def restructure_pages(
         "parsing_res_list": parsing,
     }
     text = "\n\n".join(t for t in texts if t)
-    markdown = {"text": text, "images": _passed_on(union, return_markdown_images)}
+    markdown = markdown_json(text, _passed_on(union, return_markdown_images))
     return [{"prunedResult": pruned, "markdown": markdown}]
 
 

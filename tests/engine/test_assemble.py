@@ -107,11 +107,11 @@ def test_markdown_text_and_images_include_figures_inside_tables():
     assert figure.size == (40, 40) and np.asarray(figure)[20, 20, 0] > 150
 
 
-def test_return_markdown_images_off_gives_null():
+def test_return_markdown_images_off_leaves_images_out():
     boxes, blocks = layout()
     options = AssembleOptions(visualize=False, return_markdown_images=False)
     entry = assemble_page(page(), boxes, blocks, options)
-    assert entry["markdown"]["images"] is None and entry["markdown"]["text"]
+    assert "images" not in entry["markdown"] and entry["markdown"]["text"]
 
 
 def test_visualize_adds_layout_drawing_and_input_image_downscaled():
