@@ -2,6 +2,9 @@
 
 `sample_pdf()` writes A4 pages with a title, headings, English and Chinese paragraphs, a ruled table, a
 formula line, a header and a footer. Texts are known, so tests can measure character accuracy.
+
+The Chinese text uses an embedded CJK font: pymupdf's built-in `china-s` is a font reference without font
+data, which PDFium (our renderer, as PaddleX's) draws as nothing on a host without a CJK font.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def _page(doc: pymupdf.Document, index: int, *, with_table: bool = True) -> Page
         page.insert_text((60, y), text, fontsize=11, fontname="helv")
         truth.texts.append(text)
         y += 28
-    page.insert_text((60, y), CHINESE, fontsize=11, fontname="china-s")
+    page.insert_text((60, y), CHINESE, fontsize=11, fontname=cjk_font(page))
     truth.texts.append(CHINESE)
     y += 40
     page.insert_text((200, y), FORMULA, fontsize=14, fontname="tiro")
@@ -65,13 +68,24 @@ def _page(doc: pymupdf.Document, index: int, *, with_table: bool = True) -> Page
     return truth
 
 
+def cjk_font(page: pymupdf.Page) -> str:
+    """Embed pymupdf's CJK font in `page` and return the name to write with."""
+    page.insert_font(fontname="cjk", fontbuffer=pymupdf.Font("cjk").buffer)
+    return "cjk"
+
+
+def save_pdf(doc: pymupdf.Document) -> bytes:
+    doc.subset_fonts()  # the embedded CJK font shrinks from megabytes to the glyphs used
+    data = doc.tobytes(garbage=3, deflate=True)
+    doc.close()
+    return data
+
+
 def sample_pdf(pages: int = 2, *, with_table: bool = True) -> tuple[bytes, list[PageTruth]]:
     """A PDF of `pages` A4 pages and the ground truth of each page."""
     doc = pymupdf.open()
     truths = [_page(doc, i, with_table=with_table) for i in range(pages)]
-    data = doc.tobytes()
-    doc.close()
-    return data, truths
+    return save_pdf(doc), truths
 
 
 def render_page(pdf: bytes, index: int = 0, dpi: int = 144) -> np.ndarray:

@@ -1,9 +1,5 @@
 """Documents the end-to-end tests need beyond `tests.documents`: a page with a picture, a table split over two
 pages, and hand-made broken files. Made with pymupdf (tests only), texts known.
-
-Chinese text here uses an embedded CJK font: `tests.documents` writes its Chinese paragraph in pymupdf's
-`china-s`, a font reference without font data, which MuPDF draws from its own fonts but PDFium (the server's
-renderer, as PaddleX's) draws as nothing unless the host has a CJK font installed.
 """
 
 from __future__ import annotations
@@ -16,24 +12,12 @@ import numpy as np
 import pymupdf
 from PIL import Image, ImageDraw
 
-from tests.documents import CHINESE, HEADER, HEADING, PARAGRAPHS, TITLE
+from tests.documents import CHINESE, HEADER, HEADING, PARAGRAPHS, TITLE, cjk_font, save_pdf
 
 CAPTION = "Figure 1: Regions found on a page"
 SPLIT_COLUMNS = ["Region", "Count", "Share"]
 SPLIT_ROWS = [[f"Item {chr(65 + i)}", str(10 + 3 * i), f"0.{11 + 4 * i}"] for i in range(12)]
 SPLIT_AT = 7  # rows (after the header row) on the first page; the rest continue on the second
-
-
-def _cjk_font(page: pymupdf.Page) -> str:
-    page.insert_font(fontname="cjk", fontbuffer=pymupdf.Font("cjk").buffer)
-    return "cjk"
-
-
-def _save(doc: pymupdf.Document) -> bytes:
-    doc.subset_fonts()  # the embedded CJK font shrinks from megabytes to the glyphs used
-    data = doc.tobytes(garbage=3, deflate=True)
-    doc.close()
-    return data
 
 
 def picture(width: int = 480, height: int = 300) -> bytes:
@@ -62,8 +46,8 @@ def figure_pdf() -> bytes:
     page.insert_image(pymupdf.Rect(100, 220, 460, 445), stream=picture())
     page.insert_text((200, 470), CAPTION, fontsize=10, fontname="helv")
     page.insert_text((60, 520), PARAGRAPHS[0], fontsize=11, fontname="helv")
-    page.insert_text((60, 560), CHINESE, fontsize=11, fontname=_cjk_font(page))
-    return _save(doc)
+    page.insert_text((60, 560), CHINESE, fontsize=11, fontname=cjk_font(page))
+    return save_pdf(doc)
 
 
 def _table(page: pymupdf.Page, top: float, rows: list[list[str]]) -> float:
@@ -88,14 +72,14 @@ def split_table_pdf() -> bytes:
     for text in PARAGRAPHS:
         first.insert_text((60, y), text, fontsize=11, fontname="helv")
         y += 28
-    first.insert_text((60, y), CHINESE, fontsize=11, fontname=_cjk_font(first))
+    first.insert_text((60, y), CHINESE, fontsize=11, fontname=cjk_font(first))
     _table(first, 560, [SPLIT_COLUMNS, *SPLIT_ROWS[:SPLIT_AT]])
     first.insert_text((60, 810), "Page footer text 1", fontsize=9, fontname="helv")
     second = doc.new_page(width=595, height=842)
     second.insert_text((60, 40), HEADER, fontsize=9, fontname="helv")
     _table(second, 70, SPLIT_ROWS[SPLIT_AT:])
     second.insert_text((60, 810), "Page footer text 2", fontsize=9, fontname="helv")
-    return _save(doc)
+    return save_pdf(doc)
 
 
 # --- broken and hostile files -------------------------------------------------------------------------------
