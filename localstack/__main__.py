@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from localstack.supervisor import Supervisor, Tier
-from localstack.triton import triton_command
+from localstack.triton import PASSTHROUGH_PREFIXES, triton_command
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -61,7 +61,9 @@ def build_tiers(environ: Mapping[str, str], root: Path = ROOT) -> list[Tier]:
         work_dir=root / ".run" / "triton")
     # The CPU recogniser queues 64 calls behind 2 workers: keep the engine's VLM bound well inside that.
     cpu_defaults = {"HPS_VLM_MAX_CONCURRENCY": "16"}
-    triton = Tier("triton", argv, env={**cpu_defaults, **triton_env, **profile},
+    # triton_command passes the process's own HPS_*/OMP_* on; `environ` may be another mapping (tests).
+    passed = {k: v for k, v in environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
+    triton = Tier("triton", argv, env={**cpu_defaults, **triton_env, **passed, **profile},
                   ready_url=f"{triton_http}/v2/health/ready",
                   cwd=str(root))
 

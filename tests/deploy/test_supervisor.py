@@ -185,7 +185,8 @@ def _tiers_json(tiers: list[Tier]) -> str:
 def test_local_stack_tiers_use_the_cpu_profile_loopback_and_the_port_variables(tmp_path: Path):
     (tmp_path / "triton_repo").mkdir()
     env = {"HPS_GATEWAY_PORT": "18080", "HPS_VLM_PORT": "18118", "HPS_TRITON_HTTP_PORT": "18000",
-           "HPS_TRITON_GRPC_PORT": "18001", "HPS_TRITON_METRICS_PORT": "18002", "PATH": os.environ["PATH"]}
+           "HPS_TRITON_GRPC_PORT": "18001", "HPS_TRITON_METRICS_PORT": "18002", "PATH": os.environ["PATH"],
+           "HPS_MAX_PAGES": "7"}
     vlm, triton, gateway = stack.build_tiers(env, root=tmp_path)
 
     assert vlm.argv[1:] == ["-m", "vlm_server"]
@@ -198,6 +199,8 @@ def test_local_stack_tiers_use_the_cpu_profile_loopback_and_the_port_variables(t
         assert flag in triton.argv
     assert triton.env["HPS_PROFILE"] == "cpu"
     assert triton.env["HPS_VLM_URL"] == "http://127.0.0.1:18118"
+    assert triton.env["HPS_MAX_PAGES"] == "7"  # the engine's settings reach Triton from the given environment
+    assert triton.env["HPS_VLM_MAX_CONCURRENCY"] == "16"  # the CPU recogniser's bound, unless set
     assert triton.ready_url == "http://127.0.0.1:18000/v2/health/ready"
 
     assert gateway.argv[1:] == ["-m", "gateway"]
