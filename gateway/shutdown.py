@@ -5,6 +5,9 @@ Uvicorn alone stops listening the moment SIGTERM arrives, so a load balancer cou
 get 503 with `Connection: close`, and requests already in flight go on. When they are done, or after
 `HPS_DRAIN_TIMEOUT` (the ones still running are then cancelled, their Triton calls too, and answered 503),
 uvicorn's own handler is called and shuts down as usual. A second SIGTERM skips the wait.
+
+With several workers, uvicorn's supervisor passes SIGTERM on to its workers on its next check (every 0.5 s),
+so readiness turns 503 within half a second rather than at once; requests accepted meanwhile finish normally.
 """
 
 from __future__ import annotations
