@@ -1,0 +1,78 @@
+"""What every benchmark needs: bounded closed-loop clients, percentiles, the machine line, request bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import psutil
+
+
+def machine() -> str:
+    """One line naming the machine, since every figure here depends on it."""
+    memory = psutil.virtual_memory().total / 2**30
+    return (f"{os.cpu_count()} cores ({platform.machine()}), {memory:.0f} GiB RAM, no GPU; "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (linear interpolation); NaN for no values."""
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+@dataclass
+class Run:
+    """Answers of one closed-loop run: latency of every success, and how many answers of each kind."""
+
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def ms(self, q: float) -> float:
+        return pct(self.latencies, q) * 1000
+
+
+async def closed_loop(call: Callable[[], Awaitable[str]], *, clients: int, seconds: float,
+                      max_requests: int) -> Run:
+    """`clients` loops, each sending the next request as soon as the last is answered, until `seconds` have
+    passed or `max_requests` were sent in all. `call` returns "ok" for a success, else a short outcome name;
+    an exception counts under its type. The time is that of the last answer, so the rate is not diluted."""
+    run = Run()
+    sent = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    last = start
+
+    async def client() -> None:
+        nonlocal sent, last
+        while sent < max_requests and time.perf_counter() < deadline:
+            sent += 1
+            t0 = time.perf_counter()
+            try:
+                outcome = await call()
+            except Exception as exc:
+                outcome = type(exc).__name__
+            now = time.perf_counter()
+            last = max(last, now)
+            run.outcomes[outcome] += 1
+            if outcome == "ok":
+                run.latencies.append(now - t0)
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    run.seconds = last - start
+    return run
