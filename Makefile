@@ -31,7 +31,7 @@ typecheck: $(VENV)/.dev-installed
 test: lint typecheck
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.stack-installed
+bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
 
 clean:
