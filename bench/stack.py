@@ -41,23 +41,11 @@ class Stack:
     def processes(self, tier: str) -> list[psutil.Process]:
         """The tier's leader and everything it started (gateway workers; Triton's model stubs)."""
         pid = self.supervisor.pid(tier)
-        if pid is None:
-            return []
-        try:
-            leader = psutil.Process(pid)
-            return [leader, *leader.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        return [] if pid is None else process_tree(pid)
 
     def rss_mib(self, tier: str) -> float:
         """Resident memory of the tier's processes, summed."""
-        total = 0
-        for proc in self.processes(tier):
-            try:
-                total += proc.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return total / MIB
+        return rss_mib(self.processes(tier))
 
     def cpu_seconds(self, tier: str) -> float:
         """User + system CPU seconds of the tier's live processes so far."""
@@ -69,6 +57,38 @@ class Stack:
             except psutil.NoSuchProcess:
                 pass
         return total
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (empty if it is gone)."""
+    try:
+        leader = psutil.Process(pid)
+        return [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def rss_mib(processes: list[psutil.Process]) -> float:
+    total = 0
+    for proc in processes:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / MIB
+
+
+def listener(port: int) -> int | None:
+    """The topmost process listening on a local TCP port (uvicorn's workers share their parent's socket)."""
+    pids = {c.pid for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+    for pid in pids:
+        try:
+            if psutil.Process(pid).ppid() not in pids:
+                return pid
+        except psutil.NoSuchProcess:
+            continue
+    return None
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
