@@ -27,7 +27,7 @@ import time
 
 import httpx
 
-from bench.measure import b64, machine
+from bench.measure import b64, cli, machine
 from bench.stack import Stack, running_stack
 from tests.documents import CHINESE, PageTruth, char_accuracy, sample_pdf
 
@@ -109,4 +109,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

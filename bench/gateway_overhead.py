@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
-from bench.measure import Run, b64, closed_loop, machine
+from bench.measure import Run, b64, cli, closed_loop, machine
 from bench.stack import Stack, running_stack
 from tests.documents import encode_image, render_page, sample_pdf
 
@@ -179,4 +179,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -1,6 +1,6 @@
 """Head-of-line blocking: a 1-page request's latency when it shares the stack with a 30-page request.
 
-    python -m bench.head_of_line [--repeat 3] [--delays 0,1] [--service-time 0.5] [--parallel 16]
+    python -m bench.head_of_line [--repeat 5] [--delays 0,1] [--service-time 0.5] [--parallel 16]
 
 One stack, the synthetic recogniser (`--parallel` calls at once, `--service-time` each; the engine may have as
 many calls in flight, the local stack's setting), everything else at its defaults. Each repetition times
@@ -19,7 +19,7 @@ import time
 
 import httpx
 
-from bench.measure import b64, machine
+from bench.measure import b64, cli, machine
 from bench.stack import Stack, running_stack
 from tests.documents import sample_pdf
 
@@ -57,7 +57,7 @@ async def measure(stack: Stack, repeat: int, delays: list[float]) -> Runs:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians are printed")
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions; medians are printed")
     parser.add_argument("--delays", default="0,1", help="seconds between the long and the short request")
     parser.add_argument("--service-time", type=float, default=0.5, help="seconds per recogniser call")
     parser.add_argument("--parallel", type=int, default=16, help="recogniser calls served at once")
@@ -84,4 +84,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.measure import b64, machine, pct
+from bench.measure import b64, cli, machine, pct
 from bench.stack import listener, process_tree, rss_mib, running_stack
 from tests.documents import encode_image, render_page, sample_pdf
 
@@ -43,6 +43,11 @@ class Tally:
     ok: list[float] = field(default_factory=list)  # latency of each success
     rejected: list[float] = field(default_factory=list)  # latency of each intended 429/503
     unexpected: Counter[str] = field(default_factory=Counter)  # what, with a short sample of the answer
+    first_seen: dict[str, float] = field(default_factory=dict)  # seconds into the run
+
+    def note(self, what: str, when: float) -> None:
+        self.unexpected[what] += 1
+        self.first_seen.setdefault(what, when)
 
 
 def classify(response: httpx.Response) -> tuple[str, str | None]:
@@ -63,7 +68,9 @@ def classify(response: httpx.Response) -> tuple[str, str | None]:
 
 async def drive(url: str, body: bytes, args: argparse.Namespace) -> tuple[Tally, float]:
     tally = Tally()
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends, or a request may race its close.
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients,
+                          keepalive_expiry=4.0)
     headers = {"content-type": "application/json"}
     async with httpx.AsyncClient(base_url=url, timeout=args.timeout, limits=limits) as http:
         start = time.perf_counter()
@@ -80,7 +87,7 @@ async def drive(url: str, body: bytes, args: argparse.Namespace) -> tuple[Tally,
                     response = await http.post("/layout-parsing", content=body, headers=headers)
                 except httpx.HTTPError as exc:
                     tally.statuses[type(exc).__name__] += 1
-                    tally.unexpected[type(exc).__name__] += 1
+                    tally.note(f"{type(exc).__name__} {str(exc)[:80]!r}", time.perf_counter() - start)
                     continue
                 now = time.perf_counter()
                 last = max(last, now)
@@ -93,7 +100,7 @@ async def drive(url: str, body: bytes, args: argparse.Namespace) -> tuple[Tally,
                     wait = min(float(response.headers["retry-after"]), args.max_backoff)
                     await asyncio.sleep(max(0.0, min(wait, deadline - time.perf_counter())))
                 else:
-                    tally.unexpected[why or "?"] += 1
+                    tally.note(why or "?", now - start)
 
         tasks = [asyncio.ensure_future(client()) for _ in range(args.clients)]
         _, pending = await asyncio.wait(tasks, timeout=args.seconds + args.drain)
@@ -101,7 +108,7 @@ async def drive(url: str, body: bytes, args: argparse.Namespace) -> tuple[Tally,
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if pending:
-            tally.unexpected[f"{len(pending)} clients still waiting after the drain time"] += 1
+            tally.note(f"{len(pending)} clients still waiting after the drain time", last - start)
     return tally, last - start
 
 
@@ -156,7 +163,7 @@ async def run(url: str, groups: dict[str, int | None], args: argparse.Namespace)
     if tally.unexpected:
         print("UNEXPECTED answers:")
         for what, count in tally.unexpected.most_common(10):
-            print(f"  x{count} {what}")
+            print(f"  x{count} {what} (first {tally.first_seen[what]:.1f} s into the run)")
         return 1
     print("only intended answers (200; 429/503 with envelope and Retry-After)")
     return 0
@@ -202,4 +209,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

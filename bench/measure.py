@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import platform
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,15 @@ def machine() -> str:
     memory = psutil.virtual_memory().total / 2**30
     return (f"{os.cpu_count()} cores ({platform.machine()}), {memory:.0f} GiB RAM, no GPU; "
             f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def cli(main: Callable[[], int]) -> int:
+    """Run a benchmark; Ctrl-C ends it with one line, not a traceback (the stack is stopped either way)."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def b64(data: bytes) -> str:

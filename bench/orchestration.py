@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from bench.measure import b64, machine
+from bench.measure import b64, cli, machine
 from bench.stack import Stack, running_stack
 from tests.documents import sample_pdf
 
@@ -185,4 +185,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))
