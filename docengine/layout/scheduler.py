@@ -80,21 +80,26 @@ class LayoutScheduler:
             await self._wakeup.wait()
             self._wakeup.clear()
             while batch := self._next_batch():
-                pages = [page for page, _ in batch]
-                self.batches_run += 1
-                self.largest_batch = max(self.largest_batch, len(batch))
-                try:
-                    results = await asyncio.to_thread(self._detector.detect, pages)
-                except asyncio.CancelledError:
-                    for _, future in batch:
-                        future.cancel()
-                    raise
-                except Exception as exc:  # the detector failed: every page of this batch fails with it
-                    log.exception("layout detection failed on a batch of %d pages", len(batch))
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), dets in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(dets)
+                await self._run_batch(batch)
+
+    async def _run_batch(self, batch: list[_Item]) -> None:
+        """A method of its own so that the batch's page images are let go as soon as it is done, not kept
+        by the worker while it waits for the next one."""
+        pages = [page for page, _ in batch]
+        self.batches_run += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
+        try:
+            results = await asyncio.to_thread(self._detector.detect, pages)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # the detector failed: every page of this batch fails with it
+            log.exception("layout detection failed on a batch of %d pages", len(batch))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), dets in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(dets)
