@@ -10,6 +10,12 @@ the fallback; PaddleX refuses Base64 without `fileType`, this server infers it i
 
 TIFF: every TIFF, single-page too, is reported as `{type: "tiff", numPages, pages}` and split into pages.
 
+PDF pages and TIFF frames are decoded only when read (`LazyPages`, best through `read_page`), so that a
+request holds the images of the pages it is working on, not of its whole document. What can be checked
+without decoding pixels still is, up front: page count, encryption, corruption of the file's structure, each
+page's size against the pixel limit (which fixes a PDF page's render scale) and so `dataInfo`. A page whose
+own content turns out to be broken is refused when it is read, with the same 422.
+
 URLs are fetched hop by hop: each host is resolved and refused if any of its addresses is not public
 (unless `allow_private_urls`). A DNS answer that changes after the check cannot reach an internal service:
 plain http connects to the checked address itself, and https verifies the host name's certificate before
@@ -21,13 +27,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import io
 import ipaddress
 import math
 import mimetypes
+import operator
 import re
 import socket
 import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import overload
 from urllib.parse import urlsplit
 
 import httpx
@@ -45,8 +57,12 @@ PDF, IMAGE = 0, 1
 MIN_RENDER_SCALE = 0.1
 MAX_REDIRECTS = 5
 
-# PDFium must never be called from two threads at once, not even for different documents.
-pdfium_lock = threading.Lock()
+# PDFium must never be called from two threads at once, not even for different documents. Re-entrant, so that
+# a PDF collected as garbage while its thread holds the lock can still be closed (see `PdfPages`).
+pdfium_lock = threading.RLock()
+# PDF pages render here: PDFium runs one call at a time anyway, so renders waiting for their turn hold no
+# thread of the default pool, which the other CPU work of every request shares.
+_pdfium_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdfium")
 
 _IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -99,6 +115,16 @@ def decode_document(
     if fmt is None:
         raise InvalidInputError(f"unsupported image format; supported are {_SUPPORTED}")
     return _decode_image(data, fmt, settings)
+
+
+async def read_page(doc: DecodedDocument, index: int) -> np.ndarray:
+    """Page `index` of `doc`, decoded in a worker thread when it is not yet. One page of a document is decoded
+    at a time, so that the threads serve the documents in flight in turn rather than the longest one first."""
+    pages = doc.pages
+    if not isinstance(pages, LazyPages):
+        return pages[index]
+    async with pages.turn:
+        return await asyncio.get_running_loop().run_in_executor(pages.executor, pages.__getitem__, index)
 
 
 def sniff_file_type(data: bytes) -> int | None:
@@ -181,26 +207,113 @@ def _decode_base64(file: str, settings: EngineSettings) -> bytes:
         raise InvalidInputError(f"file is neither an http(s) URL nor valid Base64 ({exc})") from None
 
 
+# --- pages decoded when read -------------------------------------------------------------------------------
+
+
+class LazyPages(Sequence[np.ndarray]):
+    """The pages of an open file, each decoded when it is read (from any thread); `close()` closes the file,
+    as garbage collection does when it was not called. Reading a page again decodes it again."""
+
+    executor: Executor | None = None   # where `read_page` decodes: None is asyncio's default pool
+
+    def __init__(self, count: int, closer: weakref.finalize) -> None:
+        self._count = count
+        self._closer = closer
+        self.turn = asyncio.Lock()     # `read_page`: one decode of this document at a time
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        position = operator.index(index)
+        if position < 0:
+            position += self._count
+        if not 0 <= position < self._count:
+            raise IndexError(f"page index {index} out of range for {self._count} pages")
+        return self._decode(position)
+
+    @property
+    def closed(self) -> bool:
+        return not self._closer.alive
+
+    def close(self) -> None:
+        self._closer()
+
+    def _decode(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+
 # --- PDF ----------------------------------------------------------------------------------------------------
 
 
+class PdfPages(LazyPages):
+    """A PDF's pages, each rendered when read, under the PDFium lock, at the scale fitted to it up front; the
+    bitmap is copied out and freed at once."""
+
+    executor = _pdfium_thread
+
+    def __init__(self, doc: pdfium.PdfDocument, scales: list[float]) -> None:
+        # The finalizer holds the document, never `self`: it closes it under the lock even when this object
+        # is only collected as garbage, before pypdfium2's own finalizer could close it without the lock.
+        super().__init__(len(scales), weakref.finalize(self, _close_pdf, doc))
+        self._doc = doc
+        self._scales = scales
+
+    def _decode(self, index: int) -> np.ndarray:
+        with pdfium_lock:
+            if self.closed:
+                raise ValueError("the PDF is closed")
+            try:
+                page = self._doc[index]
+            except pdfium.PdfiumError as exc:
+                raise InvalidInputError(f"page {index + 1} of the PDF cannot be loaded ({exc})") from None
+            try:
+                bitmap = page.render(scale=self._scales[index], rev_byteorder=True)
+                try:
+                    return bitmap.to_numpy().copy()   # RGB on white; copied out so the bitmap can be freed
+                finally:
+                    bitmap.close()
+            finally:
+                page.close()
+
+
+def _close_pdf(doc: pdfium.PdfDocument) -> None:
+    with pdfium_lock:
+        doc.close()
+
+
 def _decode_pdf(data: bytes, settings: EngineSettings) -> DecodedDocument:
-    """Render one page at a time (each bitmap copied out and freed before the next) under the PDFium lock."""
+    """Open the PDF and check every page's size (read from the page tree, without loading the page), which
+    fixes its render scale and the size of its image: pypdfium2 renders a page of w x h pt at scale s to a
+    bitmap of ceil(w s) x ceil(h s) pixels. The pages are rendered when read (`PdfPages`)."""
     with pdfium_lock:
         doc = _open_pdf(data)
+    pages: PdfPages | None = None
     try:
         with pdfium_lock:
             count = len(doc)
-        if count == 0:
-            raise InvalidInputError("the PDF has no pages")
-        if count > settings.max_pages:
-            raise InvalidInputError(
-                f"the PDF has {count} pages, over the limit of {settings.max_pages} pages")
-        pages = [_render_page(doc, index, settings) for index in range(count)]
+            if count == 0:
+                raise InvalidInputError("the PDF has no pages")
+            if count > settings.max_pages:
+                raise InvalidInputError(
+                    f"the PDF has {count} pages, over the limit of {settings.max_pages} pages")
+            sizes = [_page_size(doc, index) for index in range(count)]
+        scales = [_page_scale(size, index, settings) for index, size in enumerate(sizes)]
+        pages = PdfPages(doc, scales)
     finally:
-        with pdfium_lock:
-            doc.close()
-    return DecodedDocument(pages, {"numPages": len(pages), "pages": _sizes(pages), "type": "pdf"})
+        if pages is None:
+            _close_pdf(doc)
+    info = [{"width": math.ceil(width * scale), "height": math.ceil(height * scale)}
+            for (width, height), scale in zip(sizes, scales, strict=True)]
+    return DecodedDocument(pages, {"numPages": count, "pages": info, "type": "pdf"})
 
 
 def _open_pdf(data: bytes) -> pdfium.PdfDocument:
@@ -217,20 +330,13 @@ def _open_pdf(data: bytes) -> pdfium.PdfDocument:
     return doc
 
 
-def _render_page(doc: pdfium.PdfDocument, index: int, settings: EngineSettings) -> np.ndarray:
-    with pdfium_lock:
-        try:
-            page = doc[index]
-        except pdfium.PdfiumError as exc:
-            raise InvalidInputError(f"page {index + 1} of the PDF cannot be loaded ({exc})") from None
-        try:
-            bitmap = page.render(scale=_page_scale(page.get_size(), index, settings), rev_byteorder=True)
-            try:
-                return bitmap.to_numpy().copy()   # RGB on white; copied out so the bitmap can be freed
-            finally:
-                bitmap.close()
-        finally:
-            page.close()
+def _page_size(doc: pdfium.PdfDocument, index: int) -> tuple[float, float]:
+    """Width and height in pt as rendering sees them (rotation applied); the caller holds the lock."""
+    try:
+        width, height = doc.get_page_size(index)
+    except pdfium.PdfiumError as exc:
+        raise InvalidInputError(f"page {index + 1} of the PDF cannot be loaded ({exc})") from None
+    return width, height
 
 
 def _page_scale(size: tuple[float, float], index: int, settings: EngineSettings) -> float:
@@ -249,39 +355,78 @@ def _page_scale(size: tuple[float, float], index: int, settings: EngineSettings)
 
 
 def _decode_image(data: bytes, fmt: str, settings: EngineSettings) -> DecodedDocument:
-    """Decode with Pillow; every TIFF frame is a page. Sizes are checked from the header before any pixel
-    is decoded, including Pillow's decompression-bomb threshold (`Image.MAX_IMAGE_PIXELS`)."""
-    try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as image:
-            count = getattr(image, "n_frames", 1) if fmt == "TIFF" else 1
+    """Decode with Pillow. Sizes are checked from the header before any pixel is decoded, including Pillow's
+    decompression-bomb threshold (`Image.MAX_IMAGE_PIXELS`). A TIFF's frames are decoded when read."""
+    if fmt == "TIFF":
+        return _decode_tiff(data, settings)
+    with _decoding(fmt), Image.open(io.BytesIO(data), formats=[fmt]) as image:
+        _check_image_size(image.size, 0, 1, settings)
+        page = _to_rgb(image)
+    height, width = page.shape[:2]
+    return DecodedDocument([page], {"width": width, "height": height, "type": "image"})
+
+
+class TiffPages(LazyPages):
+    """A TIFF's frames, each decoded when read (one at a time: Pillow reads a frame by seeking to it).
+
+    `sizes` (`dataInfo.pages`) starts as the frames' header sizes, which Pillow reports with the TIFF's own
+    orientation tag applied; each decoded frame writes its actual size there, so once every page is read
+    (as before any response) it is exact: an orientation given only in XMP turns the image but not the
+    header's size."""
+
+    def __init__(self, image: Image.Image, sizes: list[dict[str, int]]) -> None:
+        super().__init__(len(sizes), weakref.finalize(self, image.close))
+        self._image = image
+        self._sizes = sizes
+        self._lock = threading.Lock()
+
+    def _decode(self, index: int) -> np.ndarray:
+        with self._lock:
+            if self.closed:
+                raise ValueError("the TIFF is closed")
+            with _decoding("TIFF", f"page {index + 1} of the image: "):
+                self._image.seek(index)
+                page = _to_rgb(self._image)
+            self._sizes[index] = {"width": page.shape[1], "height": page.shape[0]}
+            return page
+
+
+def _decode_tiff(data: bytes, settings: EngineSettings) -> DecodedDocument:
+    """Every frame is a page; the headers of all are read and checked here, their pixels decoded when read."""
+    with _decoding("TIFF"):
+        image = Image.open(io.BytesIO(data), formats=["TIFF"])
+        try:
+            count = getattr(image, "n_frames", 1)
             if count > settings.max_pages:
                 raise InvalidInputError(
                     f"the TIFF has {count} pages, over the limit of {settings.max_pages} pages")
-            pages = []
+            sizes = []
             for index in range(count):
                 image.seek(index)
                 _check_image_size(image.size, index, count, settings)
-                pages.append(_to_rgb(image))
+                sizes.append({"width": image.width, "height": image.height})
+        except BaseException:
+            image.close()
+            raise
+    return DecodedDocument(TiffPages(image, sizes), {"numPages": count, "pages": sizes, "type": "tiff"})
+
+
+@contextlib.contextmanager
+def _decoding(fmt: str, where: str = "") -> Iterator[None]:
+    """Pillow's failures on untrusted bytes as 422s: the file is bad, not the server."""
+    try:
+        yield
     except InvalidInputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InvalidInputError(f"image refused as a decompression bomb ({exc})") from None
+        raise InvalidInputError(f"{where}image refused as a decompression bomb ({exc})") from None
     except Image.UnidentifiedImageError:
         raise InvalidInputError(f"the file starts like {_FORMAT_NAMES[fmt]} but its header cannot be read "
                                 "(corrupt, or zero width or height)") from None
     except MemoryError:
         raise
-    except Exception as exc:   # any decoder failure on untrusted bytes means the file is bad, not the server
-        raise InvalidInputError(f"{_FORMAT_NAMES[fmt]} that is corrupt or truncated ({exc})") from None
-    if fmt != "TIFF":
-        height, width = pages[0].shape[:2]
-        return DecodedDocument(pages, {"width": width, "height": height, "type": "image"})
-    return DecodedDocument(pages, {"numPages": len(pages), "pages": _sizes(pages), "type": "tiff"})
-
-
-def _sizes(pages: list[np.ndarray]) -> list[dict[str, int]]:
-    """`dataInfo.pages`: the size of each decoded page image, in PaddleX's key order."""
-    return [{"width": page.shape[1], "height": page.shape[0]} for page in pages]
+    except Exception as exc:
+        raise InvalidInputError(f"{where}{_FORMAT_NAMES[fmt]} that is corrupt or truncated ({exc})") from None
 
 
 def _check_image_size(size: tuple[int, int], index: int, count: int, settings: EngineSettings) -> None:

@@ -15,7 +15,6 @@ import uuid
 from typing import Any
 
 import httpx
-import numpy as np
 from pydantic import ValidationError
 
 from docengine import inputs, profiles
@@ -34,7 +33,7 @@ from docengine.protocol import (
 from docengine.recognition.client import VLMClient
 from docengine.restructure import restructure_pages
 from docengine.settings import EngineSettings
-from docengine.types import LayoutParams
+from docengine.types import DecodedDocument, LayoutParams
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +78,14 @@ class Engine:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.settings.url_fetch_timeout, follow_redirects=False)
         doc = await inputs.load_document(req, self.settings, http=self._http)
-        params = resolve_params(self.layout_defaults, req)
-        rec = RecognitionOptions.from_request(req, self.settings)
-        asm = AssembleOptions.from_request(req, self.settings)
-        pages = await asyncio.gather(*(self._page(log_id, page, params, rec, asm) for page in doc.pages))
+        try:
+            params = resolve_params(self.layout_defaults, req)
+            rec = RecognitionOptions.from_request(req, self.settings)
+            asm = AssembleOptions.from_request(req, self.settings)
+            pages = await asyncio.gather(
+                *(self._page(log_id, doc, index, params, rec, asm) for index in range(len(doc.pages))))
+        finally:
+            await asyncio.to_thread(doc.close)   # waits for the PDFium lock: not on the event loop
         results = list(pages)
         if req.restructure_pages:
             results = await asyncio.to_thread(_restructure_in_place, results, req)
@@ -92,11 +95,14 @@ class Engine:
     async def _page(
         self,
         owner: str,
-        page: np.ndarray,
+        doc: DecodedDocument,
+        index: int,
         params: LayoutParams,
         rec: RecognitionOptions,
         asm: AssembleOptions,
     ) -> dict[str, Any]:
+        """One page from its image to its result; the image is let go when this returns."""
+        page = await inputs.read_page(doc, index)
         boxes = None
         if rec.use_layout_detection:
             dets = await self.layout.detect(owner, page)

@@ -5,6 +5,7 @@ Conventions: page images are RGB `uint8` arrays of shape (H, W, 3); coordinates 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,10 +14,20 @@ import numpy as np
 
 @dataclass
 class DecodedDocument:
-    """A request's file turned into pages, with the `dataInfo` the response reports."""
+    """A request's file turned into pages, with the `dataInfo` the response reports.
 
-    pages: list[np.ndarray]
+    `pages` may decode each page only when it is read (PDFs and TIFFs do, see `docengine.inputs`), so reading
+    one can take a while and can raise `InvalidInputError`; `close()` frees what that needs (the open file)
+    and must be called once the pages are no longer read.
+    """
+
+    pages: Sequence[np.ndarray]
     data_info: dict[str, Any]
+
+    def close(self) -> None:
+        close = getattr(self.pages, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass

@@ -95,6 +95,30 @@ def render_page(pdf: bytes, index: int = 0, dpi: int = 144) -> np.ndarray:
         return np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, 3).copy()
 
 
+def eager_page_sizes(pdf: bytes, scale: float, max_pixels: int) -> list[dict[str, int]]:
+    """`dataInfo.pages` as the engine reported it when it rendered every page up front: each page loaded,
+    its scale fitted to the pixel limit from its loaded size, rendered by pypdfium2, its image measured."""
+    import pypdfium2 as pdfium
+
+    from docengine.inputs import fit_render_scale, pdfium_lock
+
+    sizes = []
+    with pdfium_lock:
+        doc = pdfium.PdfDocument(pdf)
+        try:
+            for index in range(len(doc)):
+                page = doc[index]
+                bitmap = page.render(scale=fit_render_scale(*page.get_size(), scale, max_pixels),
+                                     rev_byteorder=True)
+                height, width = bitmap.to_numpy().shape[:2]
+                sizes.append({"width": width, "height": height})
+                bitmap.close()
+                page.close()
+        finally:
+            doc.close()
+    return sizes
+
+
 def encode_image(rgb: np.ndarray, fmt: str = "PNG", **save_kwargs) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format=fmt, **save_kwargs)

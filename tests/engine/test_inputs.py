@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import io
 import math
 import socket
 import struct
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import numpy as np
 import pymupdf
+import pypdfium2 as pdfium
 import pytest
 import respx
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
+from docengine import inputs
 from docengine.errors import InvalidInputError
-from docengine.inputs import decode_document, fit_render_scale, load_document, sniff_file_type
+from docengine.inputs import decode_document, fit_render_scale, load_document, read_page, sniff_file_type
 from docengine.protocol import LayoutParsingRequest
 from docengine.settings import EngineSettings
-from tests.documents import encode_image, multipage_tiff, render_page, sample_pdf
+from tests.documents import eager_page_sizes, encode_image, multipage_tiff, render_page, sample_pdf
 
 PUBLIC_IP = "93.184.216.34"
 A4_AT_2X = {"width": 1190, "height": 1684}
@@ -48,9 +51,19 @@ def request(file: str, file_type: int | None = None) -> LayoutParsingRequest:
     return LayoutParsingRequest(file=file, fileType=file_type)
 
 
+def decode_all(data: bytes, file_type: int | None, settings: EngineSettings, **kw: str) -> list[np.ndarray]:
+    """Every page decoded: up front, or (PDF pages, TIFF frames) when read."""
+    doc = decode_document(data, file_type, settings, **kw)
+    try:
+        return list(doc.pages)
+    finally:
+        doc.close()
+
+
 def refused(data: bytes, file_type: int | None = None, settings: EngineSettings = SETTINGS, **kw: str) -> str:
+    """The 422 of a file refused, up front or when one of its pages is read."""
     with pytest.raises(InvalidInputError) as info:
-        decode_document(data, file_type, settings, **kw)
+        decode_all(data, file_type, settings, **kw)
     assert info.value.status == 422
     return info.value.message
 
@@ -153,7 +166,68 @@ def test_render_scale_is_kept_when_it_fits_and_refused_below_the_minimum(pdf3: b
 async def test_concurrent_pdfs_render_safely(pdf3: bytes) -> None:
     docs = await asyncio.gather(*(load_document(request(b64(pdf3)), SETTINGS) for _ in range(4)))
     assert all(d.data_info["numPages"] == 3 for d in docs)
-    assert all(np.array_equal(d.pages[2], docs[0].pages[2]) for d in docs)
+    pages = await asyncio.gather(*(read_page(d, i) for d in docs for i in range(3)))   # 12 renders at once
+    assert all(np.array_equal(pages[n], pages[n % 3]) for n in range(12))
+    for doc in docs:
+        doc.close()
+
+
+def test_pdf_pages_are_rendered_when_read(pdf3: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    scales: list[float] = []
+    render = pdfium.PdfPage.render
+    monkeypatch.setattr(pdfium.PdfPage, "render",
+                        lambda page, **kw: scales.append(kw["scale"]) or render(page, **kw))
+    doc = decode_document(pdf3, 0, SETTINGS)
+    assert isinstance(doc.pages, Sequence) and len(doc.pages) == 3 and scales == []
+    last = doc.pages[-1]
+    assert scales == [2.0] and last.shape == (1684, 1190, 3)
+    assert np.array_equal(doc.pages[2], last) and len(scales) == 2      # read again, rendered again
+    assert [p.shape for p in doc.pages[:2]] == [(1684, 1190, 3)] * 2
+    with pytest.raises(IndexError):
+        doc.pages[3]
+    doc.close()
+    doc.close()
+    with pytest.raises(ValueError, match="closed"):
+        doc.pages[0]
+
+
+def test_a_pdf_not_closed_is_closed_when_collected(pdf3: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[object] = []
+    close = inputs._close_pdf
+    monkeypatch.setattr(inputs, "_close_pdf", lambda doc: closed.append(doc) or close(doc))
+    doc = decode_document(pdf3, 0, SETTINGS)
+    doc.pages[0]
+    del doc
+    gc.collect()
+    assert len(closed) == 1
+
+
+def varied_pdf() -> bytes:
+    """Pages of fractional sizes in pt, rotated, cropped, and large ones that the pixel limits shrink."""
+    doc = pymupdf.open()
+    sizes = [(595.2756, 841.8898), (612.3, 791.7), (100.5, 50.25), (1733.3, 911.1), (421.7, 595.1),
+             (2000.0, 3000.0), (333.33, 444.44), (841.9, 595.3)]
+    for index, (width, height) in enumerate(sizes):
+        page = doc.new_page(width=width, height=height)
+        page.insert_text((10, 20), f"page {index + 1}")
+        page.set_rotation(90 * (index % 4))
+        if index % 3 == 1:
+            page.set_cropbox(pymupdf.Rect(3.3, 7.7, width * 0.8 + 0.37, height * 0.9 - 0.11))
+    data = doc.tobytes()
+    doc.close()
+    return data
+
+
+@pytest.mark.parametrize("scale,limit",
+                         [(2.0, 178_956_970), (2.0, 300_000), (3.3, 1_234_567), (1.37, 90_000)])
+def test_pdf_data_info_is_known_before_rendering_and_exact(scale: float, limit: int) -> None:
+    pdf = varied_pdf()
+    doc = decode_document(pdf, 0, make_settings(pdf_render_scale=scale, max_page_pixels=limit))
+    info = doc.data_info
+    assert info == {"numPages": 8, "pages": eager_page_sizes(pdf, scale, limit), "type": "pdf"}
+    assert info["pages"] == [{"width": p.shape[1], "height": p.shape[0]} for p in doc.pages]
+    assert all(s["width"] * s["height"] <= limit for s in info["pages"])
+    doc.close()
 
 
 # --- images -----------------------------------------------------------------------------------------------
@@ -179,6 +253,53 @@ def test_multipage_tiff_is_split_into_pages(page_rgb: np.ndarray) -> None:
     sizes = [{"width": f.shape[1], "height": f.shape[0]} for f in frames]
     assert doc.data_info == {"numPages": 3, "pages": sizes, "type": "tiff"}
     assert all(np.array_equal(got, want) for got, want in zip(doc.pages, frames, strict=True))
+
+
+def test_tiff_frames_are_decoded_when_read(page_rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[tuple[int, int]] = []
+    to_rgb = inputs._to_rgb
+    monkeypatch.setattr(inputs, "_to_rgb", lambda image: decoded.append(image.size) or to_rgb(image))
+    frames = [page_rgb, page_rgb[:200, :150].copy(), np.full((50, 80, 3), 7, np.uint8)]
+    doc = decode_document(multipage_tiff(frames), 1, SETTINGS)
+    assert len(doc.pages) == 3 and decoded == []
+    assert np.array_equal(doc.pages[2], frames[2]) and np.array_equal(doc.pages[0], frames[0])  # seeks back
+    assert decoded == [(80, 50), (page_rgb.shape[1], page_rgb.shape[0])]
+    doc.close()
+    with pytest.raises(ValueError, match="closed"):
+        doc.pages[1]
+
+
+def test_a_damaged_tiff_frame_is_refused_when_read(page_rgb: np.ndarray) -> None:
+    data = encode_image(page_rgb, "TIFF")
+    doc = decode_document(data[: len(data) // 2], 1, SETTINGS)     # the header is whole, the pixels are not
+    assert doc.data_info["numPages"] == 1
+    with pytest.raises(InvalidInputError, match="page 1 of the image: a TIFF image that is corrupt or trunc"):
+        doc.pages[0]
+
+
+def test_tiff_data_info_is_the_size_of_the_decoded_frames() -> None:
+    """Pillow turns a TIFF frame's header size by the TIFF orientation tag, but not by an orientation given
+    only in XMP (which decoding applies): such a frame's size is known once it is decoded."""
+    frames = [Image.fromarray(np.zeros(shape, np.uint8)) for shape in ((20, 40, 3), (30, 10, 3))]
+    tag = TiffImagePlugin.ImageFileDirectory_v2()
+    tag[274] = 6                                     # orientation: turned 90 degrees
+    buf = io.BytesIO()
+    frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:], tiffinfo=tag)
+    doc = decode_document(buf.getvalue(), 1, SETTINGS)
+    turned = [{"width": 20, "height": 40}, {"width": 30, "height": 10}]
+    assert doc.data_info["pages"] == turned
+    assert [{"width": p.shape[1], "height": p.shape[0]} for p in doc.pages] == turned
+
+    xmp = TiffImagePlugin.ImageFileDirectory_v2()
+    xmp[700] = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+                b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+                b"</rdf:RDF></x:xmpmeta>")
+    buf = io.BytesIO()
+    frames[0].save(buf, "TIFF", tiffinfo=xmp)
+    doc = decode_document(buf.getvalue(), 1, SETTINGS)
+    page = doc.pages[0]
+    assert page.shape == (40, 20, 3) and doc.data_info["pages"] == [{"width": 20, "height": 40}]
 
 
 def test_single_page_tiff_is_reported_as_tiff(page_rgb: np.ndarray) -> None:
