@@ -4,6 +4,11 @@ Each page of each request is its own coroutine: decode -> layout (shared, fair b
 in flight) -> crops -> VLM (one global bound, round-robin between requests) -> assembly. So a short request
 never waits for a long one it happened to arrive with, and the VLM server sees block requests from many
 pages and requests at once. CPU-heavy steps run in worker threads to keep the event loop free.
+
+A request works on at most `page_window` pages at once: a page is decoded (a PDF page rendered) when its
+turn comes and its image let go once its result is assembled, so a request holds about `page_window` page
+images (some 6 MB each for A4 at scale 2) however long its document, while the window's pages still give
+the layout batches and the VLM plenty to work on together.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from pydantic import ValidationError
@@ -82,15 +87,43 @@ class Engine:
             params = resolve_params(self.layout_defaults, req)
             rec = RecognitionOptions.from_request(req, self.settings)
             asm = AssembleOptions.from_request(req, self.settings)
-            pages = await asyncio.gather(
-                *(self._page(log_id, doc, index, params, rec, asm) for index in range(len(doc.pages))))
+            results = await self._pages(log_id, doc, params, rec, asm)
         finally:
             await asyncio.to_thread(doc.close)   # waits for the PDFium lock: not on the event loop
-        results = list(pages)
         if req.restructure_pages:
             results = await asyncio.to_thread(_restructure_in_place, results, req)
         log.info("[%s] parsed %d page(s)", log_id, len(results))
         return {"layoutParsingResults": results, "dataInfo": doc.data_info}
+
+    async def _pages(
+        self,
+        owner: str,
+        doc: DecodedDocument,
+        params: LayoutParams,
+        rec: RecognitionOptions,
+        asm: AssembleOptions,
+    ) -> list[dict[str, Any]]:
+        """The result of every page, in order. `page_window` workers each take the next page in turn and
+        finish it before taking another; the first failure stops them all."""
+        results: list[dict[str, Any] | None] = [None] * len(doc.pages)
+        indices = iter(range(len(results)))   # shared: each page is taken by one worker
+
+        async def worker() -> None:
+            for index in indices:
+                results[index] = await self._page(owner, doc, index, params, rec, asm)
+
+        count = min(self.settings.page_window, len(results))
+        workers = [asyncio.ensure_future(worker()) for _ in range(count)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:   # after a failure (or cancellation) the other workers must not go on
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            # A failed worker holds its exception, whose traceback holds this frame: without this, that cycle
+            # would keep the page images of the stopped workers until the garbage collector finds it.
+            workers.clear()
+        return cast(list[dict[str, Any]], results)
 
     async def _page(
         self,

@@ -38,6 +38,7 @@ class EngineSettings(BaseSettings):
 
     # Triton model instance
     max_in_flight_requests: int = Field(64, ge=1, description="requests one layout-parsing instance works on")
+    page_window: int = Field(16, ge=1, description="pages of one request worked on at once (its memory)")
 
     # Inputs
     max_pages: int = Field(1000, ge=1, description="pages per request")
