@@ -113,16 +113,11 @@ class Engine:
                 results[index] = await self._page(owner, doc, index, params, rec, asm)
 
         count = min(self.settings.page_window, len(results))
-        workers = [asyncio.ensure_future(worker()) for _ in range(count)]
+        workers = [asyncio.create_task(worker()) for _ in range(count)]
         try:
             await asyncio.gather(*workers)
         finally:
-            for task in workers:   # after a failure (or cancellation) the other workers must not go on
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            # A failed worker holds its exception, whose traceback holds this frame: without this, that cycle
-            # would keep the page images of the stopped workers until the garbage collector finds it.
-            workers.clear()
+            await _stop(workers)   # after a failure (or cancellation) the other workers must not go on
         return cast(list[dict[str, Any]], results)
 
     async def _page(
@@ -146,6 +141,16 @@ class Engine:
         texts = await self.vlm.recognize(owner, [task for _, task in work.tasks]) if work.tasks else []
         blocks = await asyncio.to_thread(finish_page, work, texts, rec)
         return await asyncio.to_thread(assemble_page, page, boxes or [], blocks, asm)
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks`, wait for them to end and forget them. A failed task holds its exception, whose
+    traceback holds the caller's frame: were the caller to keep a reference to the task (in a list, or a loop
+    variable), that cycle would keep the page images of every stopped task until the garbage collector ran."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tasks.clear()
+
 
 async def handle_request(raw: bytes | str, model: Any, run: Any) -> dict[str, Any]:
     """Validate `raw` as `model`, await `run(request, log_id)`, and turn every outcome into an envelope."""
