@@ -10,6 +10,7 @@ import sys
 import time
 
 from bench import cpu_profile, gateway_overhead, head_of_line, orchestration
+from bench.measure import Others
 
 BENCHMARKS = {
     "gateway overhead": gateway_overhead.main,
@@ -23,9 +24,10 @@ def main() -> int:
     status = 0
     for name, run in BENCHMARKS.items():
         print(f"\n=== {name} ===", flush=True)
-        started = time.monotonic()
+        started, others = time.monotonic(), Others()
         try:
             code = run([])
+            print(others.line())
         except KeyboardInterrupt:
             print("interrupted")
             return 130

@@ -23,10 +23,45 @@ def machine() -> str:
             f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent on anything but idling, steal (a busy host) included."""
+    t = psutil.cpu_times()
+    return sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def _own_seconds() -> float:
+    """CPU seconds of this process and its descendants, live or reaped (the stack's tiers are ours)."""
+    me = psutil.Process()
+    t = me.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in me.children(recursive=True):
+        try:
+            c = child.cpu_times()
+            total += c.user + c.system + c.children_user + c.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+class Others:
+    """How many cores other processes took while a benchmark ran: two cores are easily disturbed."""
+
+    def __init__(self) -> None:
+        self.wall, self.busy, self.own = time.monotonic(), _busy_seconds(), _own_seconds()
+
+    def line(self) -> str:
+        wall = time.monotonic() - self.wall
+        cores = max(0.0, (_busy_seconds() - self.busy) - (_own_seconds() - self.own)) / wall
+        return f"other processes on this machine used {cores:.2f} cores on average during the run"
+
+
 def cli(main: Callable[[], int]) -> int:
     """Run a benchmark; Ctrl-C ends it with one line, not a traceback (the stack is stopped either way)."""
+    others = Others()
     try:
-        return main()
+        code = main()
+        print(others.line())
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
