@@ -22,7 +22,7 @@ import time
 
 import httpx
 
-from tests.documents import sample_pdf
+from tests.documents import edit_distance, sample_pdf
 from tests.servers import serve_in_thread
 from tests.vlm_server.pages import Crop, block_crops, typical_page
 from vlm_server.app import create_app
@@ -31,16 +31,6 @@ from vlm_server.settings import VLMServerSettings
 
 PROMPTS = {"text": "OCR:", "table": "Table Recognition:", "formula": "Formula Recognition:"}
 TASKS = {"text": Task.OCR, "table": Task.TABLE, "formula": Task.FORMULA}
-
-
-def distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def as_text(kind: str, answer: str) -> str:
@@ -58,7 +48,7 @@ def accuracy(crops: list[Crop], answers: list[str]) -> tuple[float, float]:
         got = as_text(crop.kind, answer)
         for acc, norm in ((squeeze, lambda s: "".join(s.split())), (spaced, lambda s: " ".join(s.split()))):
             truth = norm(crop.truth)
-            acc[0] += distance(truth, norm(got))
+            acc[0] += edit_distance(truth, norm(got))
             acc[1] += len(truth)
     return 1 - squeeze[0] / squeeze[1], 1 - spaced[0] / spaced[1]
 

@@ -132,14 +132,18 @@ def multipage_tiff(images: list[np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def char_accuracy(truth: str, got: str) -> float:
-    """1 - Levenshtein / len(truth), ignoring whitespace."""
-    a = "".join(truth.split())
-    b = "".join(got.split())
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions of one character each."""
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         cur = [i]
         for j, cb in enumerate(b, 1):
             cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
         prev = cur
-    return 1.0 - prev[-1] / max(len(a), 1)
+    return prev[-1]
+
+
+def char_accuracy(truth: str, got: str) -> float:
+    """1 - Levenshtein / len(truth), ignoring whitespace."""
+    a = "".join(truth.split())
+    return 1.0 - edit_distance(a, "".join(got.split())) / max(len(a), 1)
