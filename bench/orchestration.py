@@ -13,8 +13,9 @@ given as a fraction of the bound. The engine's bound on calls in flight is `--pa
 least that can saturate the recogniser, so every gap between one call and the next costs throughput.
 
 The defaults make the recogniser the bottleneck on two cores: pages rendered at scale 0.7 keep decoding
-cheap, but the CPU layout model still costs ~0.25 s a page, so the rest of the stack tops out near 3.5
-pages/s, and the bound (~1.5 pages/s with the sample page's ~5 blocks) stays well under that.
+cheap, but the CPU layout model still costs 0.1-0.25 s of both cores a page, so the rest of the stack tops
+out at 4-10 pages/s (it varies run to run), and the bound (1.33 pages/s with the sample page's 6 blocks)
+stays well under that.
 `--capacity-seconds` first measures that ceiling with the recogniser at zero service time (recogniser calls
 per second / blocks per page), to show the margin.
 """
