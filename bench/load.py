@@ -10,11 +10,12 @@ and again until `--seconds` pass (or it has sent `--max-requests`); after a 429 
 Retry-After it was given (at most `--max-backoff` s), as a polite client does. Requests in flight at the end
 may finish within `--drain` s.
 
-Printed: successes per second, latency percentiles of successes and of rejections, answers by status, and
-the resident memory of the gateway (all its processes) and of Triton (server + Python backend stubs) before,
-at peak and after. Intended answers are 200, and 429/503 carrying an envelope with the same errorCode and a
-Retry-After header; anything else is listed as unexpected and makes the exit status 1. With `--url`, memory
-is read from the processes listening on the gateway's port and on `--triton`'s (when they are local).
+Printed: successes per second, latency percentiles of successes and of rejections, answers by status, the
+resident memory of the gateway (all its processes) and of Triton (server + Python backend stubs) before, at
+peak and after, and the cores each used while loaded. Intended answers are 200, and 429/503 carrying an
+envelope with the same errorCode and a Retry-After header; anything else is listed as unexpected and makes
+the exit status 1. With `--url`, memory and cores are read from the processes listening on the gateway's port
+and on `--triton`'s (when they are local).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench.measure import b64, cli, machine, pct
-from bench.stack import listener, process_tree, rss_mib, running_stack
+from bench.stack import cpu_seconds, listener, process_tree, rss_mib, running_stack
 from tests.documents import encode_image, render_page, sample_pdf
 
 INTENDED = {429: "rate limited", 503: "overloaded"}
@@ -142,9 +143,12 @@ async def run(url: str, groups: dict[str, int | None], args: argparse.Namespace)
         warm.raise_for_status()
     memory = Memory(groups)
     before = memory.now()
+    cpu_before = {name: cpu_seconds(process_tree(pid)) for name, pid in memory.groups.items()}
     stop = asyncio.Event()
     sampler = asyncio.ensure_future(memory.sample(stop))
     tally, seconds = await drive(url, body, args)
+    cores = {name: (cpu_seconds(process_tree(pid)) - cpu_before[name]) / seconds
+             for name, pid in memory.groups.items()}
     stop.set()
     await sampler
     await asyncio.sleep(1.0)
@@ -160,6 +164,8 @@ async def run(url: str, groups: dict[str, int | None], args: argparse.Namespace)
     for name in memory.groups:
         print(f"RSS {name:8} MiB: before {before[name]:.0f}, peak {memory.peak[name]:.0f}, "
               f"after {after[name]:.0f}")
+    if cores:
+        print("cores used while loaded: " + ", ".join(f"{name} {value:.2f}" for name, value in cores.items()))
     if tally.unexpected:
         print("UNEXPECTED answers:")
         for what, count in tally.unexpected.most_common(10):

@@ -49,14 +49,7 @@ class Stack:
 
     def cpu_seconds(self, tier: str) -> float:
         """User + system CPU seconds of the tier's live processes so far."""
-        total = 0.0
-        for proc in self.processes(tier):
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return cpu_seconds(self.processes(tier))
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
@@ -66,6 +59,17 @@ def process_tree(pid: int) -> list[psutil.Process]:
         return [leader, *leader.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in processes:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def rss_mib(processes: list[psutil.Process]) -> float:
