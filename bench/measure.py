@@ -52,7 +52,8 @@ class Others:
     def line(self) -> str:
         wall = time.monotonic() - self.wall
         cores = max(0.0, (_busy_seconds() - self.busy) - (_own_seconds() - self.own)) / wall
-        return f"other processes on this machine used {cores:.2f} cores on average during the run"
+        return (f"processes other than this benchmark and the stack it started used {cores:.2f} cores "
+                "on average during the run")
 
 
 def cli(main: Callable[[], int]) -> int:

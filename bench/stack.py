@@ -83,16 +83,19 @@ def rss_mib(processes: list[psutil.Process]) -> float:
 
 
 def listener(port: int) -> int | None:
-    """The topmost process listening on a local TCP port (uvicorn's workers share their parent's socket)."""
-    pids = {c.pid for c in psutil.net_connections(kind="tcp")
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
-    for pid in pids:
-        try:
-            if psutil.Process(pid).ppid() not in pids:
-                return pid
-        except psutil.NoSuchProcess:
-            continue
-    return None
+    """The process serving a local TCP port: for uvicorn's workers (multiprocessing children sharing their
+    parent's socket), the parent that started them, so that its tree holds them all."""
+    pid = next((c.pid for c in psutil.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid), None)
+    if pid is None:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        while "multiprocessing" in " ".join(proc.cmdline()) and (parent := proc.parent()) is not None:
+            proc = parent
+        return proc.pid
+    except psutil.NoSuchProcess:
+        return None
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
