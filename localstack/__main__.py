@@ -59,8 +59,9 @@ def build_tiers(environ: Mapping[str, str], root: Path = ROOT) -> list[Tier]:
         root / "triton_repo", host=HOST, http_port=p["HPS_TRITON_HTTP_PORT"],
         grpc_port=p["HPS_TRITON_GRPC_PORT"], metrics_port=p["HPS_TRITON_METRICS_PORT"],
         work_dir=root / ".run" / "triton")
-    # The CPU recogniser queues 64 calls behind 2 workers: keep the engine's VLM bound well inside that.
-    cpu_defaults = {"HPS_VLM_MAX_CONCURRENCY": "16"}
+    # The CPU recogniser queues 64 calls behind 2 workers: keep the engine's VLM bound well inside that. The
+    # ONNX layout model reads one page at a time, so batches of pages only make a newcomer's page wait.
+    cpu_defaults = {"HPS_VLM_MAX_CONCURRENCY": "16", "HPS_LAYOUT_BATCH_SIZE": "1"}
     # triton_command passes the process's own HPS_*/OMP_* on; `environ` may be another mapping (tests).
     passed = {k: v for k, v in environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
     triton = Tier("triton", argv, env={**cpu_defaults, **triton_env, **passed, **profile},

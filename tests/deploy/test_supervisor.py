@@ -201,6 +201,7 @@ def test_local_stack_tiers_use_the_cpu_profile_loopback_and_the_port_variables(t
     assert triton.env["HPS_VLM_URL"] == "http://127.0.0.1:18118"
     assert triton.env["HPS_MAX_PAGES"] == "7"  # the engine's settings reach Triton from the given environment
     assert triton.env["HPS_VLM_MAX_CONCURRENCY"] == "16"  # the CPU recogniser's bound, unless set
+    assert triton.env["HPS_LAYOUT_BATCH_SIZE"] == "1"  # no newcomer waits behind a batch of pages
     assert triton.ready_url == "http://127.0.0.1:18000/v2/health/ready"
 
     assert gateway.argv[1:] == ["-m", "gateway"]
