@@ -57,15 +57,21 @@ def _page(doc: pymupdf.Document, index: int, *, with_table: bool = True) -> Page
     page.insert_text((200, y), FORMULA, fontsize=14, fontname="tiro")
     y += 40
     if with_table:
-        col_w, row_h = 150.0, 26.0
-        for r, row in enumerate(TABLE):
-            for c, cell in enumerate(row):
-                rect = pymupdf.Rect(60 + c * col_w, y + r * row_h, 60 + (c + 1) * col_w, y + (r + 1) * row_h)
-                page.draw_rect(rect, color=(0, 0, 0), width=1)
-                page.insert_text((rect.x0 + 8, rect.y1 - 8), cell, fontsize=11, fontname="helv")
+        draw_table(page, y, TABLE)
         truth.table = [list(row) for row in TABLE]
     page.insert_text((60, 810), f"{FOOTER} {index + 1}", fontsize=9, fontname="helv")
     return truth
+
+
+def draw_table(page: pymupdf.Page, top: float, rows: list[list[str]]) -> float:
+    """A ruled table of 150 x 26 pt cells from (60, top); returns the y below it."""
+    col_w, row_h = 150.0, 26.0
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            rect = pymupdf.Rect(60 + c * col_w, top + r * row_h, 60 + (c + 1) * col_w, top + (r + 1) * row_h)
+            page.draw_rect(rect, color=(0, 0, 0), width=1)
+            page.insert_text((rect.x0 + 8, rect.y1 - 8), cell, fontsize=11, fontname="helv")
+    return top + len(rows) * row_h
 
 
 def cjk_font(page: pymupdf.Page) -> str:

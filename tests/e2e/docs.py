@@ -12,7 +12,7 @@ import numpy as np
 import pymupdf
 from PIL import Image, ImageDraw
 
-from tests.documents import CHINESE, HEADER, HEADING, PARAGRAPHS, TITLE, cjk_font, save_pdf
+from tests.documents import CHINESE, HEADER, HEADING, PARAGRAPHS, TITLE, cjk_font, draw_table, save_pdf
 
 CAPTION = "Figure 1: Regions found on a page"
 SPLIT_COLUMNS = ["Region", "Count", "Share"]
@@ -50,16 +50,6 @@ def figure_pdf() -> bytes:
     return save_pdf(doc)
 
 
-def _table(page: pymupdf.Page, top: float, rows: list[list[str]]) -> float:
-    col_w, row_h = 150.0, 26.0
-    for r, row in enumerate(rows):
-        for c, cell in enumerate(row):
-            rect = pymupdf.Rect(60 + c * col_w, top + r * row_h, 60 + (c + 1) * col_w, top + (r + 1) * row_h)
-            page.draw_rect(rect, color=(0, 0, 0), width=1)
-            page.insert_text((rect.x0 + 8, rect.y1 - 8), cell, fontsize=11, fontname="helv")
-    return top + len(rows) * row_h
-
-
 def split_table_pdf() -> bytes:
     """Two pages: text (English and Chinese) then a ruled table that runs off the end of page 1 and continues
     on page 2 with the same columns and no header row, as a long table does."""
@@ -73,11 +63,11 @@ def split_table_pdf() -> bytes:
         first.insert_text((60, y), text, fontsize=11, fontname="helv")
         y += 28
     first.insert_text((60, y), CHINESE, fontsize=11, fontname=cjk_font(first))
-    _table(first, 560, [SPLIT_COLUMNS, *SPLIT_ROWS[:SPLIT_AT]])
+    draw_table(first, 560, [SPLIT_COLUMNS, *SPLIT_ROWS[:SPLIT_AT]])
     first.insert_text((60, 810), "Page footer text 1", fontsize=9, fontname="helv")
     second = doc.new_page(width=595, height=842)
     second.insert_text((60, 40), HEADER, fontsize=9, fontname="helv")
-    _table(second, 70, SPLIT_ROWS[SPLIT_AT:])
+    draw_table(second, 70, SPLIT_ROWS[SPLIT_AT:])
     second.insert_text((60, 810), "Page footer text 2", fontsize=9, fontname="helv")
     return save_pdf(doc)
 

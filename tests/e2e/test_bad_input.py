@@ -6,8 +6,6 @@ The stack runs with a page limit of 3 and a body limit of 1 MiB, so that those l
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from docengine.protocol import LayoutParsingRequest, RestructurePagesRequest
 from tests.documents import encode_image, render_page, sample_pdf
 from tests.e2e import docs
 from tests.e2e.stack import Stack, b64, running_stack
+from tests.servers import run_schemathesis
 
 pytestmark = pytest.mark.slow
 
@@ -316,16 +315,8 @@ def test_urls_of_other_schemes_are_refused(stack: Stack, baseline: dict[str, int
 def test_schemathesis_finds_no_server_error_and_no_undocumented_status(stack: Stack, tmp_path: Path) -> None:
     """A bounded run over the gateway's own OpenAPI document, against the real tiers (the gateway's tests run
     a larger one against stand-in Triton models)."""
-    st = Path(sys.executable).parent / "st"
-    checks = ("not_a_server_error,status_code_conformance,content_type_conformance,"
-              "response_headers_conformance,response_schema_conformance")
     started = time.monotonic()
-    run = subprocess.run(
-        [str(st), "run", f"{stack.url}/openapi.json", "--checks", checks,
-         "--include-path", "/layout-parsing", "--include-path", "/restructure-pages",
-         "--phases", "examples,coverage,fuzzing", "--max-examples", "15", "--seed", "11", "--workers", "1",
-         "--request-timeout", "30", "--warnings", "off", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    run = run_schemathesis(stack.url, tmp_path, max_examples=15, seed=11, request_timeout=30)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert time.monotonic() - started < 120
     for route in ("/layout-parsing", "/restructure-pages"):

@@ -3,13 +3,13 @@ schemathesis run finds no server error and no undocumented answer."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.servers import run_schemathesis
 
 from .conftest import Gateway
 
@@ -66,15 +66,7 @@ def test_probes_and_metrics_are_documented(document: dict[str, Any]) -> None:
 
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(gateway: Gateway,
                                                                        tmp_path: Path) -> None:
-    st = Path(sys.executable).parent / "st"
-    checks = ("not_a_server_error,status_code_conformance,content_type_conformance,"
-              "response_headers_conformance,response_schema_conformance")
-    run = subprocess.run(
-        [str(st), "run", f"{gateway.url}/openapi.json", "--checks", checks,
-         "--include-path", "/layout-parsing", "--include-path", "/restructure-pages",
-         "--phases", "examples,coverage,fuzzing", "--max-examples", "40", "--seed", "7", "--workers", "1",
-         "--request-timeout", "15", "--warnings", "off", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    run = run_schemathesis(gateway.url, tmp_path, max_examples=40, seed=7, request_timeout=15)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     # Both routes were exercised, with valid and invalid bodies alike, and answered only as documented.
     for route in ("/layout-parsing", "/restructure-pages"):
