@@ -87,7 +87,8 @@ class Engine:
             params = resolve_params(self.layout_defaults, req)
             rec = RecognitionOptions.from_request(req, self.settings)
             asm = AssembleOptions.from_request(req, self.settings)
-            results = await self._pages(log_id, doc, params, rec, asm)
+            # Unique even when clients reuse a logId: the owner is whose work a failure or a cancel stops.
+            results = await self._pages(f"{log_id}#{uuid.uuid4().hex[:8]}", doc, params, rec, asm)
         finally:
             await asyncio.to_thread(doc.close)   # waits for the PDFium lock: not on the event loop
         if req.restructure_pages:
@@ -107,16 +108,18 @@ class Engine:
         finish it before taking another; the first failure stops them all."""
         results: list[dict[str, Any] | None] = [None] * len(doc.pages)
         indices = iter(range(len(results)))   # shared: each page is taken by one worker
+        before_layout = asyncio.Semaphore(self.settings.layout_batch_size + 1)
 
         async def worker() -> None:
             for index in indices:
-                results[index] = await self._page(owner, doc, index, params, rec, asm)
+                results[index] = await self._page(owner, doc, index, before_layout, params, rec, asm)
 
         count = min(self.settings.page_window, len(results))
         workers = [asyncio.create_task(worker()) for _ in range(count)]
         try:
             await asyncio.gather(*workers)
         finally:
+            self.layout.forget(owner)   # no await before the workers are cancelled: none queues another page
             await _stop(workers)   # after a failure (or cancellation) the other workers must not go on
         return cast(list[dict[str, Any]], results)
 
@@ -125,15 +128,21 @@ class Engine:
         owner: str,
         doc: DecodedDocument,
         index: int,
+        before_layout: asyncio.Semaphore,
         params: LayoutParams,
         rec: RecognitionOptions,
         asm: AssembleOptions,
     ) -> dict[str, Any]:
-        """One page from its image to its result; the image is let go when this returns."""
-        page = await inputs.read_page(doc, index)
+        """One page from its image to its result; the image is let go when this returns.
+
+        `before_layout` bounds the pages of the request that are rendered and not yet through layout to one
+        layout batch and one more: enough to keep the detector fed, where rendering all the window's pages
+        at once would only take CPU from the other requests' pages in layout."""
         boxes = None
-        if rec.use_layout_detection:
-            dets = await self.layout.detect(owner, page)
+        async with before_layout:
+            page = await inputs.read_page(doc, index)
+            dets = await self.layout.detect(owner, page) if rec.use_layout_detection else None
+        if dets is not None:
             height, width = page.shape[:2]
             boxes = await asyncio.to_thread(
                 lambda: filter_overlap_boxes(postprocess(dets, params, (width, height))))

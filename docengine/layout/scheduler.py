@@ -1,15 +1,20 @@
 """Shared layout batches with fair turns: pages of every request in flight go through the detector together.
 
 The detector is fastest on batches, but a 30-page document queued first must not make a 1-page request wait
-for all 30 pages. Pages wait in one queue per request; each batch takes pages round-robin across requests, so
-a newcomer's page rides in the very next batch. Detection runs in a worker thread, one batch at a time.
+for all 30 pages. Pages wait in one queue per request; a batch takes them one at a time from the request
+served longest ago, a request never served going first. So a newcomer's page rides in the very next batch,
+even when the long document's next page arrived before it. A request's turn is remembered from page to page
+until its caller calls `forget`: were it dropped whenever the request had no page waiting (between one page
+and the next), the long document would count as new again and go first.
+Detection runs in a worker thread, one batch at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 
 import numpy as np
 
@@ -25,14 +30,16 @@ class LayoutScheduler:
     def __init__(self, detector: Detector, batch_size: int) -> None:
         self._detector = detector
         self._batch_size = batch_size
-        self._queues: OrderedDict[str, deque[_Item]] = OrderedDict()
+        self._queues: dict[str, deque[_Item]] = {}    # owners with pages waiting, in order of arrival
+        self._last_turn: dict[str, int] = {}          # owner -> when a page of it last went into a batch
+        self._turns = itertools.count()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self.batches_run = 0
         self.largest_batch = 0
 
     async def detect(self, owner: str, page: np.ndarray) -> list[Detection]:
-        """Detections of one page; `owner` groups the pages of one request for the round-robin."""
+        """Detections of one page; `owner` groups the pages of one request for the turns."""
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done():
             self._wakeup = asyncio.Event()
@@ -42,6 +49,10 @@ class LayoutScheduler:
         assert self._wakeup is not None
         self._wakeup.set()
         return await future  # cancelling this leaves a cancelled future, which the worker skips
+
+    def forget(self, owner: str) -> None:
+        """The owner has no more pages to send: drop its turn (a later page of it would count as new)."""
+        self._last_turn.pop(owner, None)
 
     async def aclose(self) -> None:
         """Stop the worker; pages still waiting fail with CancelledError."""
@@ -53,25 +64,24 @@ class LayoutScheduler:
             for _, future in queue:
                 future.cancel()
         self._queues.clear()
+        self._last_turn.clear()
 
     def pending(self) -> int:
         return sum(1 for q in self._queues.values() for _, f in q if not f.done())
 
     def _next_batch(self) -> list[_Item]:
+        """Up to `batch_size` pages, each from the owner whose turn came longest ago (never: first)."""
         batch: list[_Item] = []
-        while self._queues and len(batch) < self._batch_size:
-            for owner in list(self._queues):
-                queue = self._queues[owner]
-                while queue and queue[0][1].done():
+        while len(batch) < self._batch_size:
+            for queue in self._queues.values():
+                while queue and queue[0][1].done():   # cancelled while waiting
                     queue.popleft()
-                if queue:
-                    batch.append(queue.popleft())
-                if not queue:
-                    del self._queues[owner]
-                else:
-                    self._queues.move_to_end(owner)
-                if len(batch) == self._batch_size:
-                    break
+            self._queues = {owner: queue for owner, queue in self._queues.items() if queue}
+            if not self._queues:
+                break
+            owner = min(self._queues, key=lambda o: self._last_turn.get(o, -1))
+            batch.append(self._queues[owner].popleft())
+            self._last_turn[owner] = next(self._turns)
         return batch
 
     async def _run(self) -> None:

@@ -55,6 +55,40 @@ async def test_a_late_small_request_rides_in_the_next_batch():
     assert sum(len(b) for b in detector.batches) == 31
 
 
+async def test_a_newcomer_goes_before_the_next_page_of_a_request_just_served():
+    """The long document's next page arrives while its first is in the detector, before the newcomer's:
+    the newcomer still goes next, as the long document had its turn."""
+    detector = RecordingDetector(seconds_per_batch=0.05)
+    scheduler = LayoutScheduler(detector, batch_size=1)
+    first = asyncio.ensure_future(scheduler.detect("long", page(1)))
+    await asyncio.sleep(0.01)          # page 1 is in the detector, the long document has no page waiting
+    second = asyncio.ensure_future(scheduler.detect("long", page(2)))
+    await asyncio.sleep(0)
+    await scheduler.detect("short", page(200))
+    await asyncio.gather(first, second)
+    assert detector.batches == [[1], [200], [2]]
+
+
+async def test_turns_alternate_and_a_forgotten_owner_counts_as_new():
+    detector = RecordingDetector(seconds_per_batch=0.01)
+    scheduler = LayoutScheduler(detector, batch_size=1)
+    await scheduler.detect("a", page(1))
+    await scheduler.detect("b", page(2))
+    await scheduler.detect("a", page(3))    # a was served last
+    blocker = asyncio.ensure_future(scheduler.detect("c", page(4)))
+    await asyncio.sleep(0.005)
+    waiting = [asyncio.ensure_future(scheduler.detect(o, page(m))) for o, m in (("a", 5), ("b", 6))]
+    await asyncio.gather(blocker, *waiting)
+    assert detector.batches[-2:] == [[6], [5]]      # b's turn came longer ago
+
+    scheduler.forget("a")
+    blocker = asyncio.ensure_future(scheduler.detect("c", page(7)))
+    await asyncio.sleep(0.005)
+    waiting = [asyncio.ensure_future(scheduler.detect(o, page(m))) for o, m in (("b", 8), ("a", 9))]
+    await asyncio.gather(blocker, *waiting)
+    assert detector.batches[-2:] == [[9], [8]]      # a is new again: first, though b queued first
+
+
 async def test_cancelled_pages_are_skipped():
     detector = RecordingDetector(seconds_per_batch=0.05)
     scheduler = LayoutScheduler(detector, batch_size=2)

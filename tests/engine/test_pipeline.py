@@ -68,10 +68,12 @@ class FakeVLM:
         self.active = 0
         self.most_active = 0
         self.most_tasks = 0
+        self.owners: set[str] = set()
         self._tasks = 0
 
     async def recognize(self, owner: str, tasks: list[VLMTask]) -> list[str]:
         self.calls += 1
+        self.owners.add(owner)
         if self.fail_after is not None and self.calls > self.fail_after:
             raise VLMUnavailableError("the VLM is down")
         self.active += 1
@@ -268,3 +270,36 @@ async def test_memory_is_bounded_by_the_window_not_the_document(pdf: bytes) -> N
     assert all_pages > PAGES * page_bytes
     assert windowed < 8 * page_bytes                # the window's pages and their crops, not the document's
     assert windowed < all_pages / 4
+
+
+async def test_pages_are_rendered_just_ahead_of_the_layout_model(
+        pdf: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering the whole window at once would only take CPU from other requests' pages in layout."""
+    tracker = PageTracker(monkeypatch)
+    detector = BoxDetector(seconds_per_batch=0.01)
+    ahead: list[int] = []
+    detect = detector.detect
+
+    def counting(pages: list[np.ndarray]) -> list[list[Detection]]:
+        ahead.append(tracker.rendered - sum(detector.batches))   # rendered, not through layout yet
+        return detect(pages)
+
+    detector.detect = counting  # type: ignore[method-assign]
+    await parse(settings(page_window=8, layout_batch_size=2), pdf, FakeVLM(seconds=0.05), detector)
+    assert tracker.rendered == PAGES
+    assert max(ahead) <= 2 + 1                      # a layout batch and one page more
+    assert max(detector.batches) == 2
+
+
+async def test_requests_sharing_a_log_id_are_separate_owners(pdf: bytes) -> None:
+    """A failure or a cancel stops its owner's work: two requests a client sent with one logId must not be
+    one owner."""
+    vlm = FakeVLM()
+    engine = Engine(settings(), detector=BoxDetector(), vlm=vlm)  # type: ignore[arg-type]
+    try:
+        short = long_pdf(2)
+        await asyncio.gather(engine.parse(request(short), "same"), engine.parse(request(short), "same"))
+    finally:
+        await engine.aclose()
+    assert len(vlm.owners) == 2
+    assert all(owner.startswith("same") for owner in vlm.owners)   # the logId stays readable in logs
