@@ -32,6 +32,9 @@ class EngineSettings(BaseSettings):
     vlm_url: str = Field("http://127.0.0.1:8118", description="base URL(s) without /v1, comma-separated")
     vlm_model_name: str = Field("", description="served model name; empty: the pipeline's default")
     vlm_max_concurrency: int = Field(200, ge=1, description="block requests in flight across all requests")
+    vlm_request_share: float = Field(0.75, gt=0, le=1, description=(
+        "part of vlm_max_concurrency one request may hold; the rest is free at once for a request that "
+        "arrives while a long one runs"))
     vlm_timeout: float = Field(600.0, gt=0, description="seconds per block request")
     vlm_retries: int = Field(2, ge=0, description="retries on connection errors, 429 and 503")
     vlm_failure_cooldown: float = Field(10.0, ge=0, description="seconds a failing VLM URL is skipped")

@@ -3,7 +3,9 @@
 One bound (`max_concurrency`) caps the calls in flight across every request. Waiting calls sit in one FIFO
 queue per owner (a request) and are started round-robin between owners, an owner that has not been served
 yet going first: a one-page request arriving behind a 30-page one gets the next free slot, where a plain
-semaphore would make it wait for the whole document.
+semaphore would make it wait for the whole document. One owner may hold at most `request_share` of the
+slots, so that the next free slot is not the earliest a newcomer can start: a call in flight cannot be taken
+back, and with the bound matched to the server's capacity a newcomer would wait up to one service time.
 
 Each call JPEG-encodes its crop and serialises the body in a worker thread (`asyncio.to_thread`) once it holds
 a slot, so that CPU work is bounded by the same limit and never blocks the event loop. It then goes to the
@@ -168,16 +170,19 @@ class _Owner:
 class VLMClient:
     """Fair, bounded, retrying client of one or more OpenAI-compatible VLM servers."""
 
-    def __init__(self, urls: list[str], model: str, *, max_concurrency: int = 200, timeout: float = 600,
-                 retries: int = 2, failure_cooldown: float = 10, backoff: float = 0.25,
+    def __init__(self, urls: list[str], model: str, *, max_concurrency: int = 200, request_share: float = 1.0,
+                 timeout: float = 600, retries: int = 2, failure_cooldown: float = 10, backoff: float = 0.25,
                  http: httpx.AsyncClient | None = None) -> None:
         if not urls:
             raise ValueError("at least one VLM URL is needed")
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if not 0 < request_share <= 1:
+            raise ValueError("request_share must be in (0, 1]")
         self.urls = [u.rstrip("/").removesuffix("/v1") for u in urls]
         self.model = model
         self.max_concurrency = max_concurrency
+        self.max_per_owner = max(1, int(max_concurrency * request_share))
         self.timeout = timeout
         self.retries = retries
         self.failure_cooldown = failure_cooldown
@@ -189,6 +194,7 @@ class VLMClient:
         self._owners: dict[str, _Owner] = {}
         self._fresh: deque[_Owner] = deque()    # owners with queued calls, never served yet: they go first
         self._ring: deque[_Owner] = deque()     # owners with queued calls, already served: round-robin
+        self._capped: set[_Owner] = set()       # owners with queued calls and max_per_owner in flight
         self._in_flight = 0
         self._outstanding = dict.fromkeys(self.urls, 0)
         self._cooling_until = dict.fromkeys(self.urls, 0.0)
@@ -200,7 +206,8 @@ class VLMClient:
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> VLMClient:
         return cls(settings.vlm_urls, settings.served_model_name,
-                   max_concurrency=settings.vlm_max_concurrency, timeout=settings.vlm_timeout,
+                   max_concurrency=settings.vlm_max_concurrency, request_share=settings.vlm_request_share,
+                   timeout=settings.vlm_timeout,
                    retries=settings.vlm_retries, failure_cooldown=settings.vlm_failure_cooldown)
 
     # --- observability ------------------------------------------------------------------------------------
@@ -238,7 +245,7 @@ class VLMClient:
         was_idle = not state.queue
         state.queue.extend(_Job(batch, i, t) for i, t in enumerate(tasks))
         if was_idle:
-            (self._ring if state.served else self._fresh).append(state)
+            self._list(state)
         self._dispatch()
         try:
             return await batch.done
@@ -265,22 +272,26 @@ class VLMClient:
     # --- scheduling ---------------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Start queued calls while slots are free: never-served owners first, then round-robin."""
+        """Start queued calls while slots are free: never-served owners first, then round-robin; an owner
+        at its cap waits aside until one of its calls finishes."""
         while self._in_flight < self.max_concurrency and (self._fresh or self._ring):
             state = (self._fresh or self._ring).popleft()
             job = state.queue.popleft()
             state.served = True
-            if state.queue:
-                self._ring.append(state)
             self._in_flight += 1
             task = asyncio.ensure_future(self._call(job.task))
             state.running[task] = job
             task.add_done_callback(functools.partial(self._finished, state))
+            if state.queue:
+                self._list(state)
 
     def _finished(self, state: _Owner, task: asyncio.Task[str]) -> None:
         """Release the slot, hand the text to its batch or fail the owner, and start what waits."""
         self._in_flight -= 1
         job = state.running.pop(task)
+        if state in self._capped:
+            self._capped.discard(state)
+            self._list(state)
         exc = None if task.cancelled() else task.exception()   # always read, so asyncio never warns
         if job.batch.done.done():
             pass                            # its recognize is over (failed, cancelled): the outcome is moot
@@ -316,7 +327,15 @@ class VLMClient:
                 task.cancel()
         self._forget_if_idle(state)
 
+    def _list(self, state: _Owner) -> None:
+        """Line up an owner with waiting calls for a slot: at the back of its ring, or aside at its cap."""
+        if len(state.running) >= self.max_per_owner:
+            self._capped.add(state)
+        else:
+            (self._ring if state.served else self._fresh).append(state)
+
     def _unlist(self, state: _Owner) -> None:
+        self._capped.discard(state)
         for ring in (self._fresh, self._ring):
             if state in ring:
                 ring.remove(state)

@@ -178,11 +178,12 @@ async def test_null_content_is_empty_text(router, make_client):
 
 def test_from_settings():
     settings = EngineSettings(vlm_url="http://a:1/v1/, http://b:2", vlm_model_name="", vlm_max_concurrency=7,
-                              vlm_timeout=30, vlm_retries=4, vlm_failure_cooldown=2.5,
+                              vlm_request_share=0.5, vlm_timeout=30, vlm_retries=4, vlm_failure_cooldown=2.5,
                               pipeline_name="PaddleOCR-VL")  # type: ignore[call-arg]
     client = VLMClient.from_settings(settings)
     assert client.urls == ["http://a:1", "http://b:2"]
     assert (client.model, client.max_concurrency, client.timeout) == ("PaddleOCR-VL-0.9B", 7, 30)
+    assert client.max_per_owner == 3
     assert (client.retries, client.failure_cooldown) == (4, 2.5)
 
 
@@ -232,20 +233,87 @@ async def test_one_bound_for_all_owners(router, make_client):
     assert_idle(client)
 
 
-async def test_counters_show_queue_and_flight(router, make_client):
-    release = asyncio.Event()
+class Gate:
+    """A server that holds every call until released, logging arrivals and cancellations."""
 
-    async def blocked(request: httpx.Request) -> httpx.Response:
-        await release.wait()
-        return completion("ok")
-    router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=blocked)
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+        self.open = asyncio.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        prompt = prompt_of(request)
+        self.started.append(prompt)
+        try:
+            await self.open.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(prompt)
+            raise
+        return completion(prompt)
+
+
+async def test_one_request_holds_at_most_its_share_and_a_newcomer_starts_at_once(router, make_client):
+    gate = Gate()
+    router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=gate)
+    client = make_client(max_concurrency=4, request_share=0.5)
+    assert client.max_per_owner == 2
+
+    big = asyncio.create_task(client.recognize("A", [task(f"A{i}") for i in range(6)]))
+    await until(lambda: len(gate.started) == 2)
+    await settle()
+    assert (client.in_flight, client.queued("A")) == (2, 4)   # two slots stay free
+    small = asyncio.create_task(client.recognize("B", [task(f"B{i}") for i in range(3)]))
+    await until(lambda: len(gate.started) == 4)
+    await settle()
+    assert gate.started[2:] == ["B0", "B1"]                   # without waiting for any of A's calls
+    assert (client.in_flight, client.queued("A"), client.queued("B")) == (4, 4, 1)
+    gate.open.set()
+    assert await small == ["B0", "B1", "B2"]
+    assert await big == [f"A{i}" for i in range(6)]
+    assert_idle(client)
+
+
+async def test_a_request_alone_keeps_its_share_busy(router, make_client):
+    gauge = Gauge(0.005)
+    router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=gauge)
+    client = make_client(max_concurrency=8, request_share=0.75)
+    assert await client.recognize("A", [task(f"A{i}") for i in range(30)]) == [f"A{i}" for i in range(30)]
+    assert gauge.peak == 6
+    assert_idle(client)
+
+
+async def test_a_capped_request_can_be_cancelled(router, make_client):
+    gate = Gate()
+    router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=gate)
+    client = make_client(max_concurrency=4, request_share=0.25)
+    job = asyncio.create_task(client.recognize("A", [task(f"A{i}") for i in range(5)]))
+    await until(lambda: len(gate.started) == 1)
+    client.cancel("A")
+    with pytest.raises(CancelledRequestError):
+        await job
+    await settle()
+    assert gate.cancelled == ["A0"]
+    assert_idle(client)
+    gate.open.set()
+    assert await client.recognize("B", [task("B0"), task("B1")]) == ["B0", "B1"]
+
+
+@pytest.mark.parametrize("share", [0, -0.5, 1.5])
+def test_request_share_out_of_range(share):
+    with pytest.raises(ValueError, match="request_share"):
+        VLMClient([URL_A], MODEL, request_share=share)
+
+
+async def test_counters_show_queue_and_flight(router, make_client):
+    gate = Gate()
+    router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=gate)
     client = make_client(max_concurrency=1)
     job = asyncio.create_task(client.recognize("A", [task("1"), task("2"), task("3")]))
     await until(lambda: client.outstanding()[URL_A] > 0)
     assert (client.in_flight, client.queued("A"), client.queued("nobody")) == (1, 2, 0)
     assert client.queued_by_owner() == {"A": 2}
-    release.set()
-    assert await job == ["ok"] * 3
+    gate.open.set()
+    assert await job == ["1", "2", "3"]
     assert_idle(client)
 
 
@@ -441,31 +509,20 @@ async def test_failure_reaches_every_open_call_of_the_owner(router, make_client)
 
 
 async def test_cancelled_recognize_drops_queued_work_and_frees_slots(router, make_client):
-    started: list[str] = []
-    cancelled: list[str] = []
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        prompt = prompt_of(request)
-        started.append(prompt)
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.append(prompt)
-            raise
-        return completion(prompt)
-    router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=handler)
+    gate = Gate()
+    router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=gate)
     client = make_client(max_concurrency=2)
 
     job = asyncio.create_task(client.recognize("A", [task(f"A{i}") for i in range(10)]))
-    await until(lambda: len(started) >= 2)
+    await until(lambda: len(gate.started) >= 2)
     assert client.queued("A") == 8
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
     await settle()
-    assert sorted(cancelled) == ["A0", "A1"]
+    assert sorted(gate.cancelled) == ["A0", "A1"]
     assert_idle(client)
-    assert started == ["A0", "A1"]
+    assert gate.started == ["A0", "A1"]
 
     router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=echo())
     assert await client.recognize("B", [task("B0"), task("B1")]) == ["text of B0", "text of B1"]
