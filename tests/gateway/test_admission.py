@@ -24,6 +24,12 @@ def far() -> float:
     return time.monotonic() + 60
 
 
+async def occupy(pool: Pool, release: asyncio.Event) -> None:
+    """Hold a slot of `pool` (waiting in its queue first if need be) until `release` is set."""
+    async with pool.slot(far()):
+        await release.wait()
+
+
 @pytest.mark.parametrize("total,workers", [(16, 4), (16, 3), (5, 2), (2, 2), (64, 5), (7, 7)])
 def test_worker_shares_differ_by_one_at_most_and_sum_to_the_total(total: int, workers: int) -> None:
     parts = [share(total, workers, i) for i in range(workers)]
@@ -51,11 +57,7 @@ async def test_a_full_queue_refuses_at_once_with_a_measured_retry_after() -> Non
             await asyncio.sleep(0.3)
     release = asyncio.Event()
 
-    async def hold() -> None:
-        async with pool.slot(far()):
-            await release.wait()
-
-    holders = [asyncio.ensure_future(hold()) for _ in range(3)]  # two slots + one queued
+    holders = [asyncio.ensure_future(occupy(pool, release)) for _ in range(3)]  # two slots + one queued
     await asyncio.sleep(0.05)
     with pytest.raises(Overloaded) as refused:
         async with pool.slot(far()):
@@ -87,11 +89,7 @@ async def test_a_queue_wait_past_its_bound_is_refused_and_leaves_the_queue() -> 
     pool = Pool("t-wait", slots=1, queue_size=3, max_wait=0.2)
     release = asyncio.Event()
 
-    async def hold() -> None:
-        async with pool.slot(far()):
-            await release.wait()
-
-    holder = asyncio.ensure_future(hold())
+    holder = asyncio.ensure_future(occupy(pool, release))
     await asyncio.sleep(0.01)
     with pytest.raises(Overloaded):
         async with pool.slot(far()):
@@ -106,11 +104,7 @@ async def test_a_request_deadline_inside_the_queue_is_a_timeout() -> None:
     pool = Pool("t-deadline", slots=1, queue_size=3, max_wait=10)
     release = asyncio.Event()
 
-    async def hold() -> None:
-        async with pool.slot(far()):
-            await release.wait()
-
-    holder = asyncio.ensure_future(hold())
+    holder = asyncio.ensure_future(occupy(pool, release))
     await asyncio.sleep(0.01)
     with pytest.raises(UpstreamTimeout):
         async with pool.slot(time.monotonic() + 0.1):
@@ -145,14 +139,10 @@ async def test_a_slot_handed_over_as_its_waiter_is_cancelled_goes_to_the_next() 
     pool = Pool("t-race", slots=1, queue_size=5, max_wait=10)
     release = asyncio.Event()
 
-    async def hold() -> None:
-        async with pool.slot(far()):
-            await release.wait()
-
-    holder = asyncio.ensure_future(hold())
+    holder = asyncio.ensure_future(occupy(pool, release))
     await asyncio.sleep(0)
-    racer = asyncio.ensure_future(hold())
-    third = asyncio.ensure_future(hold())
+    racer = asyncio.ensure_future(occupy(pool, release))
+    third = asyncio.ensure_future(occupy(pool, release))
     await asyncio.sleep(0)
     release.set()
     await holder  # hands the slot to `racer`'s future ...
