@@ -26,7 +26,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 
 typecheck: $(VENV)/.dev-installed
-	$(BIN)/mypy gateway docengine
+	$(BIN)/mypy contract gateway docengine
 
 test: lint typecheck
 	$(BIN)/python -m pytest

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from contract.envelope import markdown_json
+from contract.models import LayoutParsingRequest
 from docengine.images import draw_layout, encode_jpeg_b64
 from docengine.markdown import DEFAULT_IGNORE_LABELS, format_block_content, image_path, render_markdown
-from docengine.protocol import LayoutParsingRequest, markdown_json
 from docengine.settings import EngineSettings
 from docengine.types import Block, LayoutBox
 

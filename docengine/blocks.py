@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from contract.models import LayoutParsingRequest
 from docengine.errors import InvalidInputError
-from docengine.protocol import LayoutParsingRequest
 from docengine.recognition import crops, prompts
 from docengine.settings import EngineSettings
 from docengine.types import Block, LayoutBox, VLMTask

@@ -48,8 +48,8 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import ExifTags, Image, ImageOps
 
+from contract.models import LayoutParsingRequest
 from docengine.errors import InvalidInputError
-from docengine.protocol import LayoutParsingRequest
 from docengine.settings import EngineSettings
 from docengine.types import DecodedDocument
 

@@ -22,6 +22,8 @@ from typing import Any, cast
 import httpx
 from pydantic import ValidationError
 
+from contract.envelope import client_log_id, envelope, validation_message
+from contract.models import LayoutParsingRequest, RestructurePagesRequest
 from docengine import inputs, profiles
 from docengine.assemble import AssembleOptions, assemble_page
 from docengine.blocks import RecognitionOptions, finish_page, prepare_page
@@ -29,12 +31,6 @@ from docengine.errors import EngineError, InvalidInputError
 from docengine.layout.base import Detector
 from docengine.layout.postprocess import filter_overlap_boxes, postprocess, resolve_params
 from docengine.layout.scheduler import LayoutScheduler
-from docengine.protocol import (
-    LayoutParsingRequest,
-    RestructurePagesRequest,
-    envelope,
-    validation_message,
-)
 from docengine.recognition.client import VLMClient
 from docengine.restructure import restructure_pages
 from docengine.settings import EngineSettings
@@ -227,6 +223,4 @@ def _peek_log_id(raw: bytes | str) -> str:
         body = json.loads(raw)
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("logId"), str) and body["logId"]:
-        return body["logId"]
-    return str(uuid.uuid4())
+    return client_log_id(body) or str(uuid.uuid4())

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.envelope import markdown_json
 from docengine.errors import InvalidInputError
 from docengine.markdown import (
     DEFAULT_IGNORE_LABELS,
@@ -27,7 +28,6 @@ from docengine.markdown import (
     image_path,
     markdown_text,
 )
-from docengine.protocol import markdown_json
 from docengine.types import Block
 
 PageInput = tuple[dict[str, Any], dict[str, str] | None]

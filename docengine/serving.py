@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from docengine.protocol import dumps
+from contract.envelope import dumps
 
 log = logging.getLogger(__name__)
 

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PipelineName = Literal["PaddleOCR-VL", "PaddleOCR-VL-1.5", "PaddleOCR-VL-1.6"]
-
-SERVED_MODEL_NAMES: dict[str, str] = {
-    "PaddleOCR-VL": "PaddleOCR-VL-0.9B",
-    "PaddleOCR-VL-1.5": "PaddleOCR-VL-1.5-0.9B",
-    "PaddleOCR-VL-1.6": "PaddleOCR-VL-1.6-0.9B",
-}
+from contract.names import DEFAULT_PIPELINE, SERVED_MODEL_NAMES, PipelineName
+from contract.urls import vlm_base_urls
 
 
 class EngineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HPS_", env_file=".env", extra="ignore")
 
     profile: Literal["gpu", "cpu"] = Field("gpu", description="gpu: PP-DocLayout + vLLM; cpu: ONNX models")
-    pipeline_name: PipelineName = "PaddleOCR-VL-1.5"
+    pipeline_name: PipelineName = DEFAULT_PIPELINE
 
     # Layout detection
     layout_model_dir: str = Field("", description="PP-DocLayoutV3/V2 safetensors directory (gpu profile)")
@@ -57,8 +51,8 @@ class EngineSettings(BaseSettings):
 
     @field_validator("vlm_url")
     @classmethod
-    def _strip_v1(cls, value: str) -> str:
-        return ",".join(u.strip().rstrip("/").removesuffix("/v1") for u in value.split(",") if u.strip())
+    def _base_urls(cls, value: str) -> str:
+        return ",".join(vlm_base_urls(value))
 
     @property
     def vlm_urls(self) -> list[str]:
@@ -67,8 +61,3 @@ class EngineSettings(BaseSettings):
     @property
     def served_model_name(self) -> str:
         return self.vlm_model_name or SERVED_MODEL_NAMES[self.pipeline_name]
-
-
-@lru_cache
-def get_settings() -> EngineSettings:
-    return EngineSettings()

@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     workers.check_totals(settings, workers.worker_count(settings))
     workers.prepare_metrics_dir(settings)
     # Imported only now: prometheus_client picks its multiprocess store when it is first imported.
-    from docengine.protocol import LayoutParsingRequest, RestructurePagesRequest
+    from contract.models import LayoutParsingRequest, RestructurePagesRequest
     from gateway import errors, health, inference, metrics, openapi
     from gateway.admission import Pool
     from gateway.dependencies import require_api_key

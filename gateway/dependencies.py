@@ -1,7 +1,7 @@
 """FastAPI dependencies: the lifespan's objects, the API key check and the JSON body check.
 
 The body is read and checked here, in this order: JSON content type (415), UTF-8 JSON without NaN/Infinity
-(400), the `docengine.protocol` model (422, naming each bad field). What goes on to Triton is the client's own
+(400), the `contract.models` model (422, naming each bad field). What goes on to Triton is the client's own
 JSON (unknown fields included, so that newer clients keep working), compact, with `logId` filled in.
 """
 
@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
-from docengine.protocol import dumps, validation_message
+from contract.envelope import client_log_id, dumps, validation_message
 from gateway import context
 from gateway.admission import Pool
 from gateway.errors import BadRequest, Unauthorized, UnsupportedMediaType, ValidationFailed
@@ -71,8 +71,9 @@ def _check(raw: bytes, model: type[BaseModel], ctx: context.RequestContext) -> F
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"Request body is not valid JSON: {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("logId"), str) and data["logId"]:
-        ctx.log_id = data["logId"]  # the client's id, from here on (errors below included)
+    log_id = client_log_id(data)
+    if log_id is not None:
+        ctx.log_id = log_id  # the client's id, from here on (errors below included)
     try:
         model.model_validate(data)
     except ValidationError as exc:

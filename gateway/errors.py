@@ -7,7 +7,6 @@ become 500 with the request's logId and no internals: the details go to the log,
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -16,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from docengine.protocol import envelope
+from contract.envelope import envelope, validation_message
 from gateway.context import current_log_id
 
 logger = logging.getLogger("gateway.errors")
@@ -100,9 +99,7 @@ def _detail(exc: BaseException) -> tuple[int, str, dict[str, str]]:
     if isinstance(exc, GatewayError):
         return exc.status, exc.message, exc.headers
     if isinstance(exc, RequestValidationError):
-        issues = [{"type": e["type"], "loc": ".".join(map(str, e["loc"])), "msg": e["msg"]}
-                  for e in exc.errors()]
-        return 422, json.dumps(issues, ensure_ascii=False), {}
+        return 422, validation_message(exc.errors()), {}
     if isinstance(exc, StarletteHTTPException):
         return exc.status_code, str(exc.detail), dict(exc.headers or {})
     return 500, GatewayError.message, {}

@@ -16,7 +16,8 @@ import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from docengine.protocol import ErrorEnvelope, envelope
+from contract.envelope import envelope
+from contract.models import ErrorEnvelope
 from gateway.context import current_log_id
 from gateway.errors import NotReady
 from gateway.openapi import error_responses

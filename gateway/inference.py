@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from docengine.protocol import (
+from contract.models import (
     LayoutParsingEnvelope,
     LayoutParsingRequest,
     RestructurePagesEnvelope,

@@ -1,7 +1,7 @@
 """What the OpenAPI document says about answers and request bodies, so that Swagger tells the whole truth.
 
 Every status the gateway can send is declared with the envelope model and the headers that come with it. The
-request bodies are the `docengine.protocol` models; the routes read and validate the body themselves (to
+request bodies are the `contract.models` models; the routes read and validate the body themselves (to
 answer 400/415 precisely, validate before taking a slot and forward unknown fields untouched), so the models
 are put into the document here.
 """
@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from docengine.protocol import ErrorEnvelope
+from contract.models import ErrorEnvelope
 
 _INT = {"type": "integer"}
 REQUEST_ID: dict[str, Any] = {"X-Request-Id": {

@@ -17,6 +17,8 @@ from limits import parse_many
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contract.urls import vlm_base_urls
+
 MIB = 1024 * 1024
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -101,7 +103,7 @@ class Settings(BaseSettings):
     @field_validator("vlm_urls")
     @classmethod
     def _base_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        urls = tuple(u.rstrip("/").removesuffix("/v1") for u in value)
+        urls = vlm_base_urls(value)
         for url in urls:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} is not an http(s) URL")

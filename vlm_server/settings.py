@@ -7,7 +7,7 @@ import os
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from docengine.settings import SERVED_MODEL_NAMES, PipelineName
+from contract.names import DEFAULT_PIPELINE, SERVED_MODEL_NAMES, PipelineName
 
 
 class VLMServerSettings(BaseSettings):
@@ -16,7 +16,7 @@ class VLMServerSettings(BaseSettings):
     vlm_host: str = "127.0.0.1"
     vlm_port: int = Field(8118, ge=1, le=65535)
     vlm_model_name: str = Field("", description="served model name; empty: the pipeline's default")
-    pipeline_name: PipelineName = "PaddleOCR-VL-1.5"
+    pipeline_name: PipelineName = DEFAULT_PIPELINE
     vlm_workers: int = Field(2, ge=1, description="recognitions running at once (thread pool size)")
     vlm_queue_size: int = Field(64, ge=0, description="requests waiting beyond the workers; more get 503")
     vlm_ort_threads: int = Field(

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
+from contract.models import LayoutParsingRequest
 from docengine.layout.labels import LABEL_IDS, LABELS, NUM_LABELS, SKIP_ORDER
-from docengine.protocol import LayoutParsingRequest
 from docengine.types import Detection, LayoutBox, LayoutParams
 
 NMS_IOU_SAME = 0.6          # same class: the lower-scored box goes at this IoU

@@ -35,6 +35,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from contract.urls import vlm_base_urls
 from docengine.errors import CancelledRequestError, VLMBadResponseError, VLMUnavailableError
 from docengine.settings import EngineSettings
 from docengine.types import VLMTask
@@ -179,7 +180,7 @@ class VLMClient:
             raise ValueError("max_concurrency must be at least 1")
         if not 0 < request_share <= 1:
             raise ValueError("request_share must be in (0, 1]")
-        self.urls = [u.rstrip("/").removesuffix("/v1") for u in urls]
+        self.urls = list(vlm_base_urls(urls))
         self.model = model
         self.max_concurrency = max_concurrency
         self.max_per_owner = max(1, int(max_concurrency * request_share))

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from docengine.protocol import LayoutParsingRequest, RestructurePagesRequest
+from contract.models import LayoutParsingRequest, RestructurePagesRequest
 from tests.documents import encode_image, render_page, sample_pdf
 from tests.e2e import docs
 from tests.e2e.stack import Stack, b64, running_stack

@@ -9,9 +9,9 @@ import json
 import numpy as np
 from PIL import Image
 
+from contract.models import LayoutParsingRequest
 from docengine.assemble import AssembleOptions, assemble_page
 from docengine.images import draw_layout, encode_jpeg_b64
-from docengine.protocol import LayoutParsingRequest
 from docengine.settings import EngineSettings
 from docengine.types import Block, LayoutBox
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from contract.models import LayoutParsingRequest
 from docengine.blocks import PageWork, RecognitionOptions, finish_page, parse_spotting, prepare_page
 from docengine.errors import InvalidInputError
-from docengine.protocol import LayoutParsingRequest
 from docengine.settings import EngineSettings
 from docengine.types import LayoutBox
 from tests.documents import render_page, sample_pdf

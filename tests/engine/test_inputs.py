@@ -21,10 +21,10 @@ import pytest
 import respx
 from PIL import Image, TiffImagePlugin
 
+from contract.models import LayoutParsingRequest
 from docengine import inputs
 from docengine.errors import InvalidInputError
 from docengine.inputs import decode_document, fit_render_scale, load_document, read_page, sniff_file_type
-from docengine.protocol import LayoutParsingRequest
 from docengine.settings import EngineSettings
 from tests.documents import eager_page_sizes, encode_image, multipage_tiff, render_page, sample_pdf
 

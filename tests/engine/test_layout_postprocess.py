@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from contract.models import LayoutParsingRequest
 from docengine.layout.labels import LABEL_IDS, LABELS, NUM_LABELS
 from docengine.layout.postprocess import filter_overlap_boxes, postprocess, resolve_params
-from docengine.protocol import LayoutParsingRequest
 from docengine.types import Detection, LayoutBox, LayoutParams
 
 PAGE = (1000, 1400)       # width, height: portrait

@@ -21,10 +21,10 @@ import numpy as np
 import pymupdf
 import pytest
 
+from contract.models import LayoutParsingRequest
 from docengine import inputs, pipeline
 from docengine.errors import VLMUnavailableError
 from docengine.pipeline import Engine
-from docengine.protocol import LayoutParsingRequest
 from docengine.settings import EngineSettings
 from docengine.types import Detection, VLMTask
 from tests.documents import eager_page_sizes

@@ -7,10 +7,9 @@ envelope.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 MergeMode = Literal["large", "small", "union"]
@@ -173,32 +172,3 @@ class LayoutParsingEnvelope(ErrorEnvelope):
 
 class RestructurePagesEnvelope(ErrorEnvelope):
     result: RestructurePagesResult | None = None
-
-
-def envelope(
-    log_id: str, result: Any | None = None, *, code: int = 0, msg: str = "Success"
-) -> dict[str, Any]:
-    """The response envelope as a plain dict; `result` is left out when None (as upstream exclude_none)."""
-    body: dict[str, Any] = {"logId": log_id, "errorCode": code, "errorMsg": msg}
-    if result is not None:
-        body["result"] = result
-    return body
-
-
-def markdown_json(text: str, images: dict[str, str] | None) -> dict[str, Any]:
-    """A page's `markdown`; `images` is left out when None, as upstream dumps with exclude_none."""
-    return {"text": text} if images is None else {"text": text, "images": images}
-
-
-def validation_message(exc: ValidationError) -> str:
-    """One readable line naming each bad field by its wire name, as `errorMsg` of a 422."""
-    issues = [
-        {"type": e["type"], "loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
-        for e in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-    return json.dumps(issues, ensure_ascii=False)
-
-
-def dumps(body: dict[str, Any]) -> bytes:
-    """Compact JSON as on the Triton wire (separators without spaces)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
