@@ -14,100 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from contract.models import LayoutParsingRequest
-from docengine.errors import InvalidInputError
+from docengine.markdown import image_path
+from docengine.options import RecognitionOptions
 from docengine.recognition import crops, prompts
-from docengine.settings import EngineSettings
 from docengine.types import Block, LayoutBox, VLMTask
 
 # Boxes a table absorbs as `[Fn]` tokens (the reference's image labels: `image`, `figure` of older models).
 FIGURE_LABELS = frozenset({"image", "figure"})
-TASK_KINDS = tuple(prompts.PROMPTS)
-
-
-@dataclass
-class RecognitionOptions:
-    """A request's recognition switches and sampling settings, defaults filled in."""
-
-    use_layout_detection: bool = True
-    use_chart_recognition: bool = False
-    use_seal_recognition: bool = False
-    use_ocr_for_image_block: bool = False
-    merge_layout_blocks: bool = True
-    prompt_label: str = "ocr"
-    format_block_content: bool = False
-    temperature: float = 0.0
-    top_p: float | None = None
-    repetition_penalty: float | None = None
-    max_new_tokens: int = 4096
-    # (min_pixels, max_pixels) per task kind (a key of `prompts.PROMPTS`)
-    pixels: dict[str, tuple[int, int]] = field(
-        default_factory=lambda: {k: prompts.pixel_range(k, min_pixels=None, max_pixels=None, extra=None)
-                                 for k in TASK_KINDS})
-
-    @classmethod
-    def from_request(cls, req: LayoutParsingRequest, settings: EngineSettings) -> RecognitionOptions:
-        """Request fields first, then `vlmExtraArgs`, then the pipeline defaults. Bad values are a 422."""
-        extra: Mapping[str, Any] = req.vlm_extra_args or {}
-        use_layout = _default(req.use_layout_detection, True)
-        prompt_label = req.prompt_label or "ocr"
-        use_chart = _default(req.use_chart_recognition, False)
-        use_seal = _default(req.use_seal_recognition, False)
-        if not use_layout:
-            # a page sent whole as a chart or seal must be read as one
-            use_chart = use_chart or prompt_label == "chart"
-            use_seal = use_seal or prompt_label == "seal"
-            if prompt_label in ("seal", "spotting") and settings.pipeline_name == "PaddleOCR-VL":
-                raise InvalidInputError(f"promptLabel '{prompt_label}' needs PaddleOCR-VL-1.5 or newer")
-        temperature = _sampling(req.temperature, extra, "temperature", allow_zero=True)
-        max_new_tokens = _sampling(req.max_new_tokens, extra, "max_new_tokens")
-        if max_new_tokens is not None and max_new_tokens != int(max_new_tokens):
-            raise InvalidInputError("vlmExtraArgs.max_new_tokens must be an integer")
-        return cls(
-            use_layout_detection=use_layout,
-            use_chart_recognition=use_chart,
-            use_seal_recognition=use_seal,
-            use_ocr_for_image_block=_default(req.use_ocr_for_image_block, False),
-            merge_layout_blocks=_default(req.merge_layout_blocks, True),
-            prompt_label=prompt_label,
-            format_block_content=_default(req.format_block_content, False),
-            temperature=0.0 if temperature is None else temperature,
-            top_p=_sampling(req.top_p, extra, "top_p"),
-            repetition_penalty=_sampling(req.repetition_penalty, extra, "repetition_penalty"),
-            max_new_tokens=4096 if max_new_tokens is None else int(max_new_tokens),
-            pixels={k: prompts.pixel_range(k, min_pixels=req.min_pixels, max_pixels=req.max_pixels,
-                                           extra=extra) for k in TASK_KINDS},
-        )
-
-    @property
-    def skip_special_tokens(self) -> bool:
-        """Spotting answers in location tokens, which must survive decoding."""
-        return self.use_layout_detection or self.prompt_label != "spotting"
-
-    def task(self, image: np.ndarray, kind: str) -> VLMTask:
-        low, high = self.pixels[kind]
-        return VLMTask(image=image, prompt=prompts.PROMPTS[kind], min_pixels=low, max_pixels=high,
-                       max_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                       repetition_penalty=self.repetition_penalty,
-                       skip_special_tokens=self.skip_special_tokens)
-
-
-def _default(value: bool | None, default: bool) -> bool:
-    return default if value is None else value
-
-
-def _sampling(value: float | None, extra: Mapping[str, Any], key: str, *,
-              allow_zero: bool = False) -> float | None:
-    if value is not None:
-        return value
-    found = extra.get(key)
-    if found is None:
-        return None
-    number = isinstance(found, int | float) and not isinstance(found, bool)
-    if not number or found < 0 or (found == 0 and not allow_zero):
-        bound = "non-negative" if allow_zero else "positive"
-        raise InvalidInputError(f"vlmExtraArgs.{key} must be a {bound} number")
-    return found
 
 
 @dataclass
@@ -156,7 +69,7 @@ def prepare_page(image: np.ndarray, boxes: list[LayoutBox] | None, options: Reco
         units = [_Unit([i]) for i in range(len(boxes))]
 
     figure_boxes = [i for i, b in enumerate(boxes) if b.label in FIGURE_LABELS]
-    figures = [(ints[i], _image_path(boxes[i].label, ints[i])) for i in figure_boxes]
+    figures = [(ints[i], image_path(boxes[i].label, ints[i])) for i in figure_boxes]
     position = {source: n for n, source in enumerate(u for unit in units for u in unit.members)}
 
     work = PageWork(blocks=[], tasks=[])
@@ -168,7 +81,7 @@ def prepare_page(image: np.ndarray, boxes: list[LayoutBox] | None, options: Reco
             block = Block(label=box.label, bbox=list(ints[source]), group_id=position[lead], order=box.order,
                           polygon_points=box.polygon_points)
             if box.label in image_like:
-                block.image_path = _image_path(box.label, ints[source])
+                block.image_path = image_path(box.label, ints[source])
                 block.image = cuts[source]
             work.blocks.append(block)
             if source != lead:
@@ -264,11 +177,6 @@ def _touches_other(a: int, b: int, labels: Sequence[str], boxes: Sequence[Sequen
         if min(x2, ox2) - max(x1, ox1) > 0 and min(y2, oy2) - max(y1, oy1) > 0:
             return True
     return False
-
-
-def _image_path(label: str, box: Sequence[int]) -> str:
-    x1, y1, x2, y2 = box
-    return f"imgs/img_in_{label}_box_{x1}_{y1}_{x2}_{y2}.jpg"
 
 
 # --- after the VLM ---------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +49,7 @@ def image_labels(use_chart_recognition: bool) -> tuple[str, ...]:
     return IMAGE_LABELS if use_chart_recognition else (*IMAGE_LABELS, "chart")
 
 
-def image_path(label: str, bbox: list[int]) -> str:
+def image_path(label: str, bbox: Sequence[float]) -> str:
     """The relative path upstream gives an image block's crop."""
     x1, y1, x2, y2 = (int(v) for v in bbox)
     return f"imgs/img_in_{label}_box_{x1}_{y1}_{x2}_{y2}.jpg"

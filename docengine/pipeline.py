@@ -14,9 +14,11 @@ the layout batches and the VLM plenty to work on together.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
@@ -25,16 +27,17 @@ from pydantic import ValidationError
 from contract.envelope import client_log_id, envelope, validation_message
 from contract.models import LayoutParsingRequest, RestructurePagesRequest
 from docengine import inputs, profiles
-from docengine.assemble import AssembleOptions, assemble_page
-from docengine.blocks import RecognitionOptions, finish_page, prepare_page
-from docengine.errors import EngineError, InvalidInputError
+from docengine.assemble import PageImages, encode_page_images, page_entry
+from docengine.blocks import finish_page, prepare_page
+from docengine.errors import EngineError
 from docengine.layout.base import Detector
-from docengine.layout.postprocess import filter_overlap_boxes, postprocess, resolve_params
+from docengine.layout.postprocess import filter_overlap_boxes, postprocess
 from docengine.layout.scheduler import LayoutScheduler
+from docengine.options import AssembleOptions, ParseOptions, parse_options, restructure_options
 from docengine.recognition.client import VLMClient
-from docengine.restructure import restructure_pages
+from docengine.restructure import restructure_blocks, restructure_pages
 from docengine.settings import EngineSettings
-from docengine.types import DecodedDocument, LayoutParams
+from docengine.types import Block, DecodedDocument, LayoutBox, LayoutParams
 
 log = logging.getLogger(__name__)
 
@@ -70,45 +73,35 @@ class Engine:
     # --- /layout-parsing ------------------------------------------------------------------------------
 
     async def parse(self, req: LayoutParsingRequest, log_id: str) -> dict[str, Any]:
-        if req.use_doc_orientation_classify or req.use_doc_unwarping:
-            raise InvalidInputError(
-                "useDocOrientationClassify and useDocUnwarping are not available on this server; "
-                "send them as false or leave them out")
-        if req.output_formats:
-            raise InvalidInputError("outputFormats is not available on this server; leave it out")
+        """The wire model stops here: everything behind reads the resolved options."""
+        options = parse_options(req, self.settings, self.layout_defaults)
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.settings.url_fetch_timeout, follow_redirects=False)
-        doc = await inputs.load_document(req, self.settings, http=self._http)
+        doc = await inputs.load_document(options.source, self.settings, http=self._http)
         try:
-            params = resolve_params(self.layout_defaults, req)
-            rec = RecognitionOptions.from_request(req, self.settings)
-            asm = AssembleOptions.from_request(req, self.settings)
             # Unique even when clients reuse a logId: the owner is whose work a failure or a cancel stops.
-            results = await self._pages(f"{log_id}#{uuid.uuid4().hex[:8]}", doc, params, rec, asm)
+            pages = await self._pages(f"{log_id}#{uuid.uuid4().hex[:8]}", doc, options)
         finally:
             await asyncio.to_thread(doc.close)   # waits for the PDFium lock: not on the event loop
-        if req.restructure_pages:
-            results = await asyncio.to_thread(_restructure_in_place, results, req)
+        if options.restructure is not None:
+            restructure = options.restructure
+            await asyncio.to_thread(restructure_blocks, [p.blocks for p in pages],
+                                    merge_tables=restructure.merge_tables,
+                                    relevel_titles=restructure.relevel_titles)
+        results = [p.entry(options.assemble) for p in pages]
         log.info("[%s] parsed %d page(s)", log_id, len(results))
         return {"layoutParsingResults": results, "dataInfo": doc.data_info}
 
-    async def _pages(
-        self,
-        owner: str,
-        doc: DecodedDocument,
-        params: LayoutParams,
-        rec: RecognitionOptions,
-        asm: AssembleOptions,
-    ) -> list[dict[str, Any]]:
-        """The result of every page, in order. `page_window` workers each take the next page in turn and
-        finish it before taking another; the first failure stops them all."""
-        results: list[dict[str, Any] | None] = [None] * len(doc.pages)
+    async def _pages(self, owner: str, doc: DecodedDocument, options: ParseOptions) -> list[ParsedPage]:
+        """Every page, in order. `page_window` workers each take the next page in turn and finish it before
+        taking another; the first failure stops them all."""
+        results: list[ParsedPage | None] = [None] * len(doc.pages)
         indices = iter(range(len(results)))   # shared: each page is taken by one worker
         before_layout = asyncio.Semaphore(self.settings.layout_batch_size + 1)
 
         async def worker() -> None:
             for index in indices:
-                results[index] = await self._page(owner, doc, index, before_layout, params, rec, asm)
+                results[index] = await self._page(owner, doc, index, before_layout, options)
 
         count = min(self.settings.page_window, len(results))
         workers = [asyncio.create_task(worker()) for _ in range(count)]
@@ -117,23 +110,16 @@ class Engine:
         finally:
             self.layout.forget(owner)   # no await before the workers are cancelled: none queues another page
             await _stop(workers)   # after a failure (or cancellation) the other workers must not go on
-        return cast(list[dict[str, Any]], results)
+        return cast(list[ParsedPage], results)
 
-    async def _page(
-        self,
-        owner: str,
-        doc: DecodedDocument,
-        index: int,
-        before_layout: asyncio.Semaphore,
-        params: LayoutParams,
-        rec: RecognitionOptions,
-        asm: AssembleOptions,
-    ) -> dict[str, Any]:
-        """One page from its image to its result; the image is let go when this returns.
+    async def _page(self, owner: str, doc: DecodedDocument, index: int, before_layout: asyncio.Semaphore,
+                    options: ParseOptions) -> ParsedPage:
+        """One page from its image to what its answer needs; the image is let go when this returns.
 
         `before_layout` bounds the pages of the request that are rendered and not yet through layout to one
         layout batch and one more: enough to keep the detector fed, where rendering all the window's pages
         at once would only take CPU from the other requests' pages in layout."""
+        rec = options.recognition
         boxes = None
         async with before_layout:
             page = await inputs.read_page(doc, index)
@@ -141,11 +127,28 @@ class Engine:
         if dets is not None:
             height, width = page.shape[:2]
             boxes = await asyncio.to_thread(
-                lambda: filter_overlap_boxes(postprocess(dets, params, (width, height))))
+                lambda: filter_overlap_boxes(postprocess(dets, options.layout, (width, height))))
         work = await asyncio.to_thread(prepare_page, page, boxes, rec)
         texts = await self.vlm.recognize(owner, [task for _, task in work.tasks]) if work.tasks else []
         blocks = await asyncio.to_thread(finish_page, work, texts, rec)
-        return await asyncio.to_thread(assemble_page, page, boxes or [], blocks, asm)
+        images = await asyncio.to_thread(encode_page_images, page, boxes or [], blocks, options.assemble)
+        for block in blocks:
+            block.image = None   # encoded: the crops of the page image can go with it
+        return ParsedPage((page.shape[1], page.shape[0]), boxes or [], blocks, images)
+
+
+@dataclass
+class ParsedPage:
+    """A recognised page without its pixels: enough to write its answer, after restructuring if asked."""
+
+    size: tuple[int, int]
+    boxes: list[LayoutBox]
+    blocks: list[Block]
+    images: PageImages
+
+    def entry(self, options: AssembleOptions) -> dict[str, Any]:
+        return page_entry(self.size, self.boxes, self.blocks, options, self.images)
+
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:
     """Cancel `tasks`, wait for them to end and forget them. A failed task holds its exception, whose
@@ -182,39 +185,10 @@ async def restructure(raw: bytes | str) -> dict[str, Any]:
 
 
 async def _restructure_request(req: RestructurePagesRequest, log_id: str) -> dict[str, Any]:
-    return await asyncio.to_thread(run_restructure, req)
-
-
-def run_restructure(req: RestructurePagesRequest) -> dict[str, Any]:
-    """`/restructure-pages` needs no model: plain CPU work over the pages' prunedResults."""
-    if req.output_formats:
-        raise InvalidInputError("outputFormats is not available on this server; leave it out")
+    options = restructure_options(req)
     pages = [(p.pruned_result, p.markdown_images) for p in req.pages]
-    results = restructure_pages(
-        pages,
-        merge_tables=req.merge_tables,
-        relevel_titles=req.relevel_titles,
-        concatenate_pages=req.concatenate_pages,
-        prettify=req.prettify_markdown,
-        show_formula_number=req.show_formula_number,
-        return_markdown_images=req.return_markdown_images,
-    )
+    results = await asyncio.to_thread(restructure_pages, pages, **dataclasses.asdict(options))
     return {"layoutParsingResults": results}
-
-
-def _restructure_in_place(results: list[dict[str, Any]], req: LayoutParsingRequest) -> list[dict[str, Any]]:
-    """`restructurePages` inside `/layout-parsing`: new prunedResult and Markdown, the page images kept."""
-    pages = [(r["prunedResult"], (r.get("markdown") or {}).get("images")) for r in results]
-    merged = restructure_pages(
-        pages,
-        merge_tables=req.merge_tables,
-        relevel_titles=req.relevel_titles,
-        concatenate_pages=False,
-        prettify=req.prettify_markdown,
-        show_formula_number=req.show_formula_number,
-        return_markdown_images=req.return_markdown_images,
-    )
-    return [{**old, **new} for old, new in zip(results, merged, strict=True)]
 
 
 def _peek_log_id(raw: bytes | str) -> str:

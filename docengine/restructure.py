@@ -1,9 +1,10 @@
 """Document-level clean-up over finished pages: `/restructure-pages`, and `restructurePages` of a request.
 
-Pages come back as their `prunedResult` plus Markdown images, so this works on JSON alone: blocks are rebuilt
-from `parsing_res_list`, numbered across the document, tables split over a page break are merged, paragraph
-titles get document-wide levels, and the Markdown is written again. Images are Base64 already and pass
-through untouched.
+The work is on blocks (`restructure_blocks`): they are numbered across the document, tables split over a
+page break are merged, and paragraph titles get document-wide levels. A request's own pages come as blocks,
+and are assembled once afterwards. `/restructure-pages` gets pages as their `prunedResult` plus Markdown
+images, so its blocks are rebuilt from `parsing_res_list` first and the JSON and Markdown written again;
+images are Base64 already and pass through untouched.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from docengine.markdown import (
 )
 from docengine.types import Block
 
-PageInput = tuple[dict[str, Any], dict[str, str] | None]
+PageJson = tuple[dict[str, Any], dict[str, str] | None]   # a page's prunedResult and markdown.images
 
 _LEADING_HASHES = re.compile(r"^#+\s+")
 _CENTERED = re.compile(r'^<div style="text-align: center;">(.*)</div>\n?$', re.S)
@@ -54,7 +55,7 @@ def _unformatted(content: str) -> str:
     return content.lstrip("\n") if content.lstrip("\n").startswith("<table") else content
 
 
-def _rebuild(pruned: dict[str, Any], page_no: int) -> list[Block]:
+def rebuild_page(pruned: dict[str, Any], page_no: int) -> list[Block]:
     """One page's blocks: contents lose a Markdown `#… ` prefix, image blocks regain their `imgs/...` path."""
     entries = pruned.get("parsing_res_list")
     if not isinstance(entries, list):
@@ -333,8 +334,21 @@ def _markdown(blocks: list[Block], pruned: dict[str, Any], width: int, prettify:
                          ignore_labels=set(ignore))
 
 
+def restructure_blocks(pages: list[list[Block]], *, merge_tables: bool, relevel_titles: bool) -> None:
+    """Number every block across the document, merge continued tables and relevel titles (in place)."""
+    running = 0
+    for page in pages:
+        for block in page:
+            block.extra["global_block_id"] = block.extra["global_group_id"] = running
+            running += 1
+    if merge_tables:
+        merge_tables_across_pages(pages)
+    if relevel_titles:
+        relevel_paragraph_titles([b for page in pages for b in page if b.label == "paragraph_title"])
+
+
 def restructure_pages(
-    pages: list[PageInput],
+    pages: list[PageJson],
     *,
     merge_tables: bool = True,
     relevel_titles: bool = True,
@@ -348,16 +362,8 @@ def restructure_pages(
     Each input is a page's `(prunedResult, markdown images)`; the inputs are not modified.
     """
     pruned_list = [copy.deepcopy(p) for p, _ in pages]
-    blocks = [_rebuild(p, i) for i, p in enumerate(pruned_list)]
-    running = 0
-    for page in blocks:
-        for block in page:
-            block.extra["global_block_id"] = block.extra["global_group_id"] = running
-            running += 1
-    if merge_tables:
-        merge_tables_across_pages(blocks)
-    if relevel_titles:
-        relevel_paragraph_titles([b for page in blocks for b in page if b.label == "paragraph_title"])
+    blocks = [rebuild_page(p, i) for i, p in enumerate(pruned_list)]
+    restructure_blocks(blocks, merge_tables=merge_tables, relevel_titles=relevel_titles)
 
     widths = [_page_width(p, b) for p, b in zip(pruned_list, blocks, strict=True)]
     texts = [_markdown(b, p, w, prettify, show_formula_number)

@@ -12,6 +12,14 @@ from typing import Any
 import numpy as np
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where a document comes from: Base64 or an http(s) URL, and the declared type (0 PDF, 1 image)."""
+
+    file: str
+    file_type: int | None = None
+
+
 @dataclass
 class DecodedDocument:
     """A request's file turned into pages, with the `dataInfo` the response reports.
@@ -74,6 +82,17 @@ class LayoutParams:
     unclip_ratio: float | tuple[float, float] | dict[int, float | tuple[float, float]] = 1.0
     merge_mode: str | dict[int, str] = "union"
     shape_mode: str = "auto"
+
+
+@dataclass(frozen=True)
+class LayoutOverrides:
+    """A request's `layout*` fields, unresolved: None keeps the default; maps are keyed by class id."""
+
+    threshold: float | dict[str, float] | None = None
+    nms: bool | None = None
+    unclip_ratio: Any = None      # a ratio, a (w, h) pair, or a map of either
+    merge_mode: Any = None        # a mode, or a map of modes
+    shape_mode: str | None = None
 
 
 @dataclass

@@ -13,9 +13,8 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
-from contract.models import LayoutParsingRequest
 from docengine.layout.labels import LABEL_IDS, LABELS, NUM_LABELS, SKIP_ORDER
-from docengine.types import Detection, LayoutBox, LayoutParams
+from docengine.types import Detection, LayoutBox, LayoutOverrides, LayoutParams
 
 NMS_IOU_SAME = 0.6          # same class: the lower-scored box goes at this IoU
 NMS_IOU_DIFF = 0.98         # different classes: only near-identical boxes
@@ -36,23 +35,23 @@ T = TypeVar("T")
 # --- request parameters ------------------------------------------------------------------------------------
 
 
-def resolve_params(defaults: LayoutParams, req: LayoutParsingRequest) -> LayoutParams:
-    """The request's `layout*` fields laid over the pipeline's defaults.
+def resolve_params(defaults: LayoutParams, overrides: LayoutOverrides) -> LayoutParams:
+    """A request's `layout*` fields laid over the pipeline's defaults.
 
     A scalar (or a `[w, h]` pair) from the request replaces the default for every class. A per-class map
     from the request changes only the classes it names: the others keep their default, so `{"22": 0.6}`
     raises the text threshold and leaves the tuned thresholds of the other classes alone. Map keys are class
     ids as strings (JSON); ids outside 0..24 are ignored. Unset fields keep the defaults.
     """
-    threshold = _overlay(defaults.threshold, req.layout_threshold, 0.5, float)
-    unclip = _overlay(defaults.unclip_ratio, req.layout_unclip_ratio, 1.0, _ratio)
-    merge = _overlay(defaults.merge_mode, req.layout_merge_bboxes_mode, "union", str)
+    threshold = _overlay(defaults.threshold, overrides.threshold, 0.5, float)
+    unclip = _overlay(defaults.unclip_ratio, overrides.unclip_ratio, 1.0, _ratio)
+    merge = _overlay(defaults.merge_mode, overrides.merge_mode, "union", str)
     return LayoutParams(
         threshold=threshold,
-        nms=defaults.nms if req.layout_nms is None else req.layout_nms,
+        nms=defaults.nms if overrides.nms is None else overrides.nms,
         unclip_ratio=unclip,
         merge_mode=merge,
-        shape_mode=req.layout_shape_mode or defaults.shape_mode,
+        shape_mode=overrides.shape_mode or defaults.shape_mode,
     )
 
 

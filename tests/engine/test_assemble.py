@@ -10,8 +10,9 @@ import numpy as np
 from PIL import Image
 
 from contract.models import LayoutParsingRequest
-from docengine.assemble import AssembleOptions, assemble_page
+from docengine.assemble import assemble_page
 from docengine.images import draw_layout, encode_jpeg_b64
+from docengine.options import AssembleOptions, parse_options
 from docengine.settings import EngineSettings
 from docengine.types import Block, LayoutBox
 
@@ -154,7 +155,7 @@ def test_format_block_content_and_spotting():
 
 def test_options_from_request_fill_defaults():
     settings = EngineSettings(visualize=False, max_output_image_size=1500)
-    opts = AssembleOptions.from_request(LayoutParsingRequest(file="x"), settings)
+    opts = parse_options(LayoutParsingRequest(file="x"), settings).assemble
     assert opts.visualize is False and opts.max_output_image_size == 1500
     assert opts.prettify_markdown and opts.return_markdown_images and not opts.show_formula_number
     assert opts.use_layout_detection and opts.merge_layout_blocks and opts.return_layout_polygon_points
@@ -165,7 +166,7 @@ def test_options_from_request_fill_defaults():
         "file": "x", "visualize": True, "markdownIgnoreLabels": [], "prettifyMarkdown": False,
         "useChartRecognition": True, "formatBlockContent": True, "layoutShapeMode": "rect",
         "mergeLayoutBlocks": False, "returnMarkdownImages": False})
-    opts = AssembleOptions.from_request(req, settings)
+    opts = parse_options(req, settings).assemble
     assert opts.visualize and opts.markdown_ignore_labels == [] and not opts.prettify_markdown
     assert opts.use_chart_recognition and opts.format_block_content and not opts.merge_layout_blocks
     assert not opts.return_layout_polygon_points and not opts.return_markdown_images

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from contract.models import LayoutParsingRequest
-from docengine.blocks import PageWork, RecognitionOptions, finish_page, parse_spotting, prepare_page
+from docengine.blocks import PageWork, finish_page, parse_spotting, prepare_page
 from docengine.errors import InvalidInputError
+from docengine.options import RecognitionOptions, parse_options
 from docengine.settings import EngineSettings
 from docengine.types import LayoutBox
 from tests.documents import render_page, sample_pdf
@@ -38,7 +39,7 @@ def box(label: str, coords: Sequence[float], order: int | None = None,
 
 def options(**fields: object) -> RecognitionOptions:
     body = {"file": "x", **fields}
-    return RecognitionOptions.from_request(LayoutParsingRequest.model_validate(body), EngineSettings())
+    return parse_options(LayoutParsingRequest.model_validate(body), EngineSettings()).recognition
 
 
 def prompts_of(work: PageWork) -> dict[str, str]:
@@ -84,7 +85,7 @@ def test_layout_off_prompt_label_switches_on_its_recognition() -> None:
     v1 = EngineSettings(pipeline_name="PaddleOCR-VL")
     request = LayoutParsingRequest(file="x", use_layout_detection=False, prompt_label="spotting")
     with pytest.raises(InvalidInputError, match="1.5"):
-        RecognitionOptions.from_request(request, v1)
+        parse_options(request, v1)
 
 
 # --- which blocks become which tasks -------------------------------------------------------------------

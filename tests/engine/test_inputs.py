@@ -21,11 +21,18 @@ import pytest
 import respx
 from PIL import Image, TiffImagePlugin
 
-from contract.models import LayoutParsingRequest
-from docengine import inputs
 from docengine.errors import InvalidInputError
-from docengine.inputs import decode_document, fit_render_scale, load_document, read_page, sniff_file_type
+from docengine.inputs import (
+    decode_document,
+    fit_render_scale,
+    load_document,
+    raster,
+    read_page,
+    sniff_file_type,
+)
+from docengine.inputs import pdf as pdf_module
 from docengine.settings import EngineSettings
+from docengine.types import Source
 from tests.documents import eager_page_sizes, encode_image, multipage_tiff, render_page, sample_pdf
 
 PUBLIC_IP = "93.184.216.34"
@@ -47,8 +54,8 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def request(file: str, file_type: int | None = None) -> LayoutParsingRequest:
-    return LayoutParsingRequest(file=file, fileType=file_type)
+def request(file: str, file_type: int | None = None) -> Source:
+    return Source(file, file_type)
 
 
 def decode_all(data: bytes, file_type: int | None, settings: EngineSettings, **kw: str) -> list[np.ndarray]:
@@ -193,8 +200,8 @@ def test_pdf_pages_are_rendered_when_read(pdf3: bytes, monkeypatch: pytest.Monke
 
 def test_a_pdf_not_closed_is_closed_when_collected(pdf3: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     closed: list[object] = []
-    close = inputs._close_pdf
-    monkeypatch.setattr(inputs, "_close_pdf", lambda doc: closed.append(doc) or close(doc))
+    close = pdf_module._close_pdf
+    monkeypatch.setattr(pdf_module, "_close_pdf", lambda doc: closed.append(doc) or close(doc))
     doc = decode_document(pdf3, 0, SETTINGS)
     doc.pages[0]
     del doc
@@ -257,8 +264,8 @@ def test_multipage_tiff_is_split_into_pages(page_rgb: np.ndarray) -> None:
 
 def test_tiff_frames_are_decoded_when_read(page_rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     decoded: list[tuple[int, int]] = []
-    to_rgb = inputs._to_rgb
-    monkeypatch.setattr(inputs, "_to_rgb", lambda image: decoded.append(image.size) or to_rgb(image))
+    to_rgb = raster._to_rgb
+    monkeypatch.setattr(raster, "_to_rgb", lambda image: decoded.append(image.size) or to_rgb(image))
     frames = [page_rgb, page_rgb[:200, :150].copy(), np.full((50, 80, 3), 7, np.uint8)]
     doc = decode_document(multipage_tiff(frames), 1, SETTINGS)
     assert len(doc.pages) == 3 and decoded == []

@@ -6,7 +6,9 @@ import pytest
 
 from contract.models import LayoutParsingRequest
 from docengine.layout.labels import LABEL_IDS, LABELS, NUM_LABELS
-from docengine.layout.postprocess import filter_overlap_boxes, postprocess, resolve_params
+from docengine.layout.postprocess import filter_overlap_boxes, postprocess
+from docengine.layout.postprocess import resolve_params as resolve_layout
+from docengine.options import layout_overrides
 from docengine.types import Detection, LayoutBox, LayoutParams
 
 PAGE = (1000, 1400)       # width, height: portrait
@@ -24,6 +26,10 @@ def run(dets: list[Detection], page: tuple[int, int] = PAGE, **params) -> list[L
 
 def request(**fields) -> LayoutParsingRequest:
     return LayoutParsingRequest.model_validate({"file": "eA==", **fields})
+
+
+def resolve_params(defaults: LayoutParams, req: LayoutParsingRequest) -> LayoutParams:
+    return resolve_layout(defaults, layout_overrides(req))
 
 
 # --- resolve_params ----------------------------------------------------------------------------------------

@@ -25,8 +25,9 @@ from contract.models import LayoutParsingRequest
 from docengine import inputs, pipeline
 from docengine.errors import VLMUnavailableError
 from docengine.pipeline import Engine
+from docengine.restructure import restructure_pages
 from docengine.settings import EngineSettings
-from docengine.types import Detection, VLMTask
+from docengine.types import Detection, Source, VLMTask
 from tests.documents import eager_page_sizes
 
 PAGES = 40
@@ -100,7 +101,7 @@ class PageTracker:
         self.unfinished = self.most_unfinished = 0
         self.alive = self.most_alive = 0
         self._lock = threading.Lock()
-        render, assemble = inputs.PdfPages._decode, pipeline.assemble_page
+        render, assemble = inputs.PdfPages._decode, pipeline.encode_page_images
 
         def rendered(pages: inputs.PdfPages, index: int) -> np.ndarray:
             image = render(pages, index)
@@ -113,14 +114,14 @@ class PageTracker:
             weakref.finalize(image, self._dropped)
             return image
 
-        def assembled(*args: Any) -> dict[str, Any]:
+        def assembled(*args: Any) -> Any:
             entry = assemble(*args)
             with self._lock:
                 self.unfinished -= 1
             return entry
 
         monkeypatch.setattr(inputs.PdfPages, "_decode", rendered)
-        monkeypatch.setattr(pipeline, "assemble_page", assembled)
+        monkeypatch.setattr(pipeline, "encode_page_images", assembled)
 
     def _dropped(self) -> None:
         with self._lock:
@@ -249,7 +250,7 @@ async def test_memory_is_bounded_by_the_window_not_the_document(pdf: bytes) -> N
     config = settings(page_window=4)
 
     async def eager() -> None:
-        doc = await inputs.load_document(request(pdf), config)
+        doc = await inputs.load_document(Source(request(pdf).file, 0), config)
         try:
             await asyncio.to_thread(list, doc.pages)
         finally:
@@ -303,3 +304,24 @@ async def test_requests_sharing_a_log_id_are_separate_owners(pdf: bytes) -> None
         await engine.aclose()
     assert len(vlm.owners) == 2
     assert all(owner.startswith("same") for owner in vlm.owners)   # the logId stays readable in logs
+
+
+async def test_restructure_pages_in_a_request_equals_restructuring_its_answer(pdf: bytes) -> None:
+    """`restructurePages` restructures the blocks before assembling; the answer is what `/restructure-pages`
+    makes of the same request's plain answer."""
+    short = long_pdf(3)
+
+    async def run(**fields: object) -> dict[str, Any]:
+        engine = Engine(settings(), detector=BoxDetector(), vlm=FakeVLM())  # type: ignore[arg-type]
+        try:
+            return await engine.parse(request(short, formatBlockContent=True, **fields), "req-r")
+        finally:
+            await engine.aclose()
+
+    plain, restructured = await run(), await run(restructurePages=True)
+    pages = [(p["prunedResult"], p["markdown"].get("images")) for p in plain["layoutParsingResults"]]
+    expected = restructure_pages(pages, merge_tables=True, relevel_titles=True)
+    got = restructured["layoutParsingResults"]
+    assert [g["prunedResult"] for g in got] == [e["prunedResult"] for e in expected]
+    assert [g["markdown"] for g in got] == [e["markdown"] for e in expected]
+    assert [b["global_block_id"] for g in got for b in g["prunedResult"]["parsing_res_list"]] == list(range(9))

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from docengine.assemble import AssembleOptions, assemble_page
+from docengine.assemble import assemble_page
 from docengine.errors import InvalidInputError
+from docengine.options import AssembleOptions
 from docengine.restructure import numbering_style, relevel_paragraph_titles, restructure_pages
 from docengine.types import Block
 

@@ -1,0 +1,224 @@
+"""Every switch of a request resolved once, from the request and the profile: the options each stage reads.
+
+The wire model stops here. `parse_options` turns a `LayoutParsingRequest` into the input source, the layout
+parameters, and the recognition, assembly and restructure options; the stages behind it never see the request.
+A nullable switch gets its default in exactly one place, so recognition and assembly cannot disagree: with
+layout detection off, `promptLabel` `chart` or `seal` switches chart or seal recognition on for both (the page
+is read as one chart or seal, and the Markdown and `model_settings` say so, as PaddleX does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from contract.models import LayoutParsingRequest, RestructurePagesRequest
+from docengine.errors import InvalidInputError
+from docengine.layout.postprocess import resolve_params
+from docengine.markdown import DEFAULT_IGNORE_LABELS
+from docengine.recognition import prompts
+from docengine.settings import EngineSettings
+from docengine.types import LayoutOverrides, LayoutParams, Source, VLMTask
+
+TASK_KINDS = tuple(prompts.PROMPTS)
+
+
+@dataclass
+class RecognitionOptions:
+    """What recognition reads: the block switches and the VLM's sampling settings, defaults filled in."""
+
+    use_layout_detection: bool = True
+    use_chart_recognition: bool = False
+    use_seal_recognition: bool = False
+    use_ocr_for_image_block: bool = False
+    merge_layout_blocks: bool = True
+    prompt_label: str = "ocr"
+    format_block_content: bool = False
+    temperature: float = 0.0
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    max_new_tokens: int = 4096
+    # (min_pixels, max_pixels) per task kind (a key of `prompts.PROMPTS`)
+    pixels: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {k: prompts.pixel_range(k, min_pixels=None, max_pixels=None, extra=None)
+                                 for k in TASK_KINDS})
+
+    @property
+    def skip_special_tokens(self) -> bool:
+        """Spotting answers in location tokens, which must survive decoding."""
+        return self.use_layout_detection or self.prompt_label != "spotting"
+
+    def task(self, image: np.ndarray, kind: str) -> VLMTask:
+        low, high = self.pixels[kind]
+        return VLMTask(image=image, prompt=prompts.PROMPTS[kind], min_pixels=low, max_pixels=high,
+                       max_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                       repetition_penalty=self.repetition_penalty,
+                       skip_special_tokens=self.skip_special_tokens)
+
+
+@dataclass
+class AssembleOptions:
+    """What assembly reads: the output switches, and the block switches `model_settings` reports."""
+
+    prettify_markdown: bool = True
+    show_formula_number: bool = False
+    markdown_ignore_labels: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE_LABELS))
+    return_markdown_images: bool = True
+    visualize: bool = True
+    format_block_content: bool = False
+    use_layout_detection: bool = True
+    use_chart_recognition: bool = False
+    use_seal_recognition: bool = False
+    use_ocr_for_image_block: bool = False
+    merge_layout_blocks: bool = True
+    return_layout_polygon_points: bool = True
+    max_output_image_size: int = 2000
+
+    def model_settings(self) -> dict[str, Any]:
+        """`prunedResult.model_settings`, in upstream's key order. Preprocessing is never available here."""
+        return {
+            "use_doc_preprocessor": False,
+            "use_layout_detection": self.use_layout_detection,
+            "use_chart_recognition": self.use_chart_recognition,
+            "use_seal_recognition": self.use_seal_recognition,
+            "use_ocr_for_image_block": self.use_ocr_for_image_block,
+            "format_block_content": self.format_block_content,
+            "merge_layout_blocks": self.merge_layout_blocks,
+            "markdown_ignore_labels": list(self.markdown_ignore_labels),
+            "return_layout_polygon_points": self.return_layout_polygon_points,
+        }
+
+
+@dataclass(frozen=True)
+class RestructureOptions:
+    """Document-level clean-up: `/restructure-pages`, or `restructurePages` of a request."""
+
+    merge_tables: bool = True
+    relevel_titles: bool = True
+    concatenate_pages: bool = False
+    prettify: bool = True
+    show_formula_number: bool = False
+    return_markdown_images: bool = True
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    source: Source
+    layout: LayoutParams
+    recognition: RecognitionOptions
+    assemble: AssembleOptions
+    restructure: RestructureOptions | None   # None: pages are left as they are
+
+
+def _default(value: bool | None, default: bool) -> bool:
+    return default if value is None else value
+
+
+def _sampling(value: float | None, extra: Mapping[str, Any], key: str, *,
+              allow_zero: bool = False) -> float | None:
+    if value is not None:
+        return value
+    found = extra.get(key)
+    if found is None:
+        return None
+    number = isinstance(found, int | float) and not isinstance(found, bool)
+    if not number or found < 0 or (found == 0 and not allow_zero):
+        bound = "non-negative" if allow_zero else "positive"
+        raise InvalidInputError(f"vlmExtraArgs.{key} must be a {bound} number")
+    return found
+
+
+def layout_overrides(req: LayoutParsingRequest) -> LayoutOverrides:
+    return LayoutOverrides(threshold=req.layout_threshold, nms=req.layout_nms,
+                           unclip_ratio=req.layout_unclip_ratio, merge_mode=req.layout_merge_bboxes_mode,
+                           shape_mode=req.layout_shape_mode)
+
+
+def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
+                  layout_defaults: LayoutParams | None = None) -> ParseOptions:
+    """The request's options with every default filled in. Refused options and bad values are a 422."""
+    if req.use_doc_orientation_classify or req.use_doc_unwarping:
+        raise InvalidInputError(
+            "useDocOrientationClassify and useDocUnwarping are not available on this server; "
+            "send them as false or leave them out")
+    if req.output_formats:
+        raise output_formats_refused()
+    extra: Mapping[str, Any] = req.vlm_extra_args or {}
+    use_layout = _default(req.use_layout_detection, True)
+    prompt_label = req.prompt_label or "ocr"
+    use_chart = _default(req.use_chart_recognition, False)
+    use_seal = _default(req.use_seal_recognition, False)
+    if not use_layout:
+        # a page sent whole as a chart or seal must be read, and rendered, as one
+        use_chart = use_chart or prompt_label == "chart"
+        use_seal = use_seal or prompt_label == "seal"
+        if prompt_label in ("seal", "spotting") and settings.pipeline_name == "PaddleOCR-VL":
+            raise InvalidInputError(f"promptLabel '{prompt_label}' needs PaddleOCR-VL-1.5 or newer")
+    use_ocr_for_image_block = _default(req.use_ocr_for_image_block, False)
+    merge_layout_blocks = _default(req.merge_layout_blocks, True)
+    format_block_content = _default(req.format_block_content, False)
+
+    temperature = _sampling(req.temperature, extra, "temperature", allow_zero=True)
+    max_new_tokens = _sampling(req.max_new_tokens, extra, "max_new_tokens")
+    if max_new_tokens is not None and max_new_tokens != int(max_new_tokens):
+        raise InvalidInputError("vlmExtraArgs.max_new_tokens must be an integer")
+    recognition = RecognitionOptions(
+        use_layout_detection=use_layout,
+        use_chart_recognition=use_chart,
+        use_seal_recognition=use_seal,
+        use_ocr_for_image_block=use_ocr_for_image_block,
+        merge_layout_blocks=merge_layout_blocks,
+        prompt_label=prompt_label,
+        format_block_content=format_block_content,
+        temperature=0.0 if temperature is None else temperature,
+        top_p=_sampling(req.top_p, extra, "top_p"),
+        repetition_penalty=_sampling(req.repetition_penalty, extra, "repetition_penalty"),
+        max_new_tokens=4096 if max_new_tokens is None else int(max_new_tokens),
+        pixels={k: prompts.pixel_range(k, min_pixels=req.min_pixels, max_pixels=req.max_pixels, extra=extra)
+                for k in TASK_KINDS},
+    )
+    assemble = AssembleOptions(
+        prettify_markdown=req.prettify_markdown,
+        show_formula_number=req.show_formula_number,
+        markdown_ignore_labels=list(
+            DEFAULT_IGNORE_LABELS if req.markdown_ignore_labels is None else req.markdown_ignore_labels),
+        return_markdown_images=req.return_markdown_images,
+        visualize=_default(req.visualize, settings.visualize),
+        format_block_content=format_block_content,
+        use_layout_detection=use_layout,
+        use_chart_recognition=use_chart,
+        use_seal_recognition=use_seal,
+        use_ocr_for_image_block=use_ocr_for_image_block,
+        merge_layout_blocks=merge_layout_blocks,
+        return_layout_polygon_points=req.layout_shape_mode != "rect",
+        max_output_image_size=settings.max_output_image_size,
+    )
+    restructure = None
+    if req.restructure_pages:
+        restructure = RestructureOptions(
+            merge_tables=req.merge_tables, relevel_titles=req.relevel_titles, concatenate_pages=False,
+            prettify=req.prettify_markdown, show_formula_number=req.show_formula_number,
+            return_markdown_images=req.return_markdown_images)
+    return ParseOptions(
+        source=Source(req.file, req.file_type),
+        layout=resolve_params(layout_defaults or LayoutParams(), layout_overrides(req)),
+        recognition=recognition,
+        assemble=assemble,
+        restructure=restructure,
+    )
+
+
+def restructure_options(req: RestructurePagesRequest) -> RestructureOptions:
+    if req.output_formats:
+        raise output_formats_refused()
+    return RestructureOptions(
+        merge_tables=req.merge_tables, relevel_titles=req.relevel_titles,
+        concatenate_pages=req.concatenate_pages, prettify=req.prettify_markdown,
+        show_formula_number=req.show_formula_number, return_markdown_images=req.return_markdown_images)
+
+
+def output_formats_refused() -> InvalidInputError:
+    return InvalidInputError("outputFormats is not available on this server; leave it out")
