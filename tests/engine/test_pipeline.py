@@ -324,4 +324,5 @@ async def test_restructure_pages_in_a_request_equals_restructuring_its_answer(pd
     got = restructured["layoutParsingResults"]
     assert [g["prunedResult"] for g in got] == [e["prunedResult"] for e in expected]
     assert [g["markdown"] for g in got] == [e["markdown"] for e in expected]
-    assert [b["global_block_id"] for g in got for b in g["prunedResult"]["parsing_res_list"]] == list(range(9))
+    blocks = [b for g in got for b in g["prunedResult"]["parsing_res_list"]]
+    assert [b["global_block_id"] for b in blocks] == list(range(9))

@@ -110,7 +110,7 @@ def assert_idle(client: VLMClient) -> None:
     assert client.in_flight == 0
     assert client.queued() == 0
     assert client.queued_by_owner() == {}
-    assert all(n == 0 for n in client.outstanding().values())
+    assert all(n == 0 for n in client.caller.outstanding().values())
 
 
 # --- request shape ------------------------------------------------------------------------------------------
@@ -181,10 +181,11 @@ def test_from_settings():
                               vlm_request_share=0.5, vlm_timeout=30, vlm_retries=4, vlm_failure_cooldown=2.5,
                               pipeline_name="PaddleOCR-VL")  # type: ignore[call-arg]
     client = VLMClient.from_settings(settings)
-    assert client.urls == ["http://a:1", "http://b:2"]
-    assert (client.model, client.max_concurrency, client.timeout) == ("PaddleOCR-VL-0.9B", 7, 30)
+    assert client.caller.urls == ["http://a:1", "http://b:2"]
+    caller = client.caller
+    assert (caller.model, client.max_concurrency, caller.timeout) == ("PaddleOCR-VL-0.9B", 7, 30)
     assert client.max_per_owner == 3
-    assert (client.retries, client.failure_cooldown) == (4, 2.5)
+    assert (client.caller.retries, client.caller.failure_cooldown) == (4, 2.5)
 
 
 # --- fairness and bounds ------------------------------------------------------------------------------------
@@ -311,7 +312,7 @@ async def test_counters_show_queue_and_flight(router, make_client):
     router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=gate)
     client = make_client(max_concurrency=1)
     job = asyncio.create_task(client.recognize("A", [task("1"), task("2"), task("3")]))
-    await until(lambda: client.outstanding()[URL_A] > 0)
+    await until(lambda: client.caller.outstanding()[URL_A] > 0)
     assert (client.in_flight, client.queued("A"), client.queued("nobody")) == (1, 2, 0)
     assert client.queued_by_owner() == {"A": 2}
     gate.open.set()
@@ -336,7 +337,7 @@ async def test_calls_go_to_the_least_busy_url(router, make_client):
     job = asyncio.create_task(client.recognize("A", [task(str(i)) for i in range(4)]))
     await until(lambda: len(seen) >= 4)
     assert sorted(seen) == ["vlm-a", "vlm-a", "vlm-b", "vlm-b"]
-    assert client.outstanding() == {URL_A: 2, URL_B: 2}
+    assert client.caller.outstanding() == {URL_A: 2, URL_B: 2}
     release.set()
     await job
 
@@ -359,7 +360,7 @@ async def test_failing_url_cools_down_then_comes_back(router, make_client):
     a_fails = False
     await asyncio.sleep(0.32)
     assert await client.recognize("r3", [task("x")]) == ["from a"]   # cooldown over
-    assert client.retries_total == 1
+    assert client.caller.retries_total == 1
 
 
 async def test_all_urls_cooling_down_are_still_tried(router, make_client):
@@ -385,7 +386,7 @@ async def test_transient_faults_are_retried(router, make_client, fault):
     client = make_client(retries=2)
     assert await client.recognize("r", [task("x")]) == ["ok"]
     assert route.call_count == 3
-    assert client.retries_total == 2
+    assert client.caller.retries_total == 2
     assert_idle(client)
 
 
