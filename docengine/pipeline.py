@@ -67,8 +67,8 @@ class Engine:
 
     # --- entry points: raw request bytes -> envelope dict ------------------------------------------------
 
-    async def layout_parsing(self, raw: bytes | str) -> dict[str, Any]:
-        return await handle_request(raw, LayoutParsingRequest, self.parse)
+    async def layout_parsing(self, raw: bytes | str, log_id: str | None = None) -> dict[str, Any]:
+        return await handle_request(raw, LayoutParsingRequest, self.parse, log_id)
 
     # --- /layout-parsing ------------------------------------------------------------------------------
 
@@ -160,13 +160,17 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
     tasks.clear()
 
 
-async def handle_request(raw: bytes | str, model: Any, run: Any) -> dict[str, Any]:
-    """Validate `raw` as `model`, await `run(request, log_id)`, and turn every outcome into an envelope."""
+async def handle_request(raw: bytes | str, model: Any, run: Any, log_id: str | None = None) -> dict[str, Any]:
+    """Validate `raw` as `model`, await `run(request, log_id)`, and turn every outcome into an envelope.
+
+    The logId is the body's own, else `log_id` (the gateway's, which comes as Triton's request id, so that the
+    client's bytes travel untouched), else a fresh uuid4."""
     try:
         req = model.model_validate_json(raw)
     except ValidationError as exc:
-        return envelope(_peek_log_id(raw), code=422, msg=validation_message(exc))
-    log_id = req.log_id or str(uuid.uuid4())
+        return envelope(_peek_log_id(raw) or log_id or str(uuid.uuid4()), code=422,
+                        msg=validation_message(exc))
+    log_id = req.log_id or log_id or str(uuid.uuid4())
     try:
         return envelope(log_id, await run(req, log_id))
     except EngineError as exc:
@@ -179,9 +183,9 @@ async def handle_request(raw: bytes | str, model: Any, run: Any) -> dict[str, An
         return envelope(log_id, code=500, msg="Internal server error")
 
 
-async def restructure(raw: bytes | str) -> dict[str, Any]:
+async def restructure(raw: bytes | str, log_id: str | None = None) -> dict[str, Any]:
     """`/restructure-pages`: no model involved, so no Engine either."""
-    return await handle_request(raw, RestructurePagesRequest, _restructure_request)
+    return await handle_request(raw, RestructurePagesRequest, _restructure_request, log_id)
 
 
 async def _restructure_request(req: RestructurePagesRequest, log_id: str) -> dict[str, Any]:
@@ -191,10 +195,10 @@ async def _restructure_request(req: RestructurePagesRequest, log_id: str) -> dic
     return {"layoutParsingResults": results}
 
 
-def _peek_log_id(raw: bytes | str) -> str:
-    """The client's logId if the body is a JSON object carrying a string one; else a fresh uuid4."""
+def _peek_log_id(raw: bytes | str) -> str | None:
+    """The client's logId if the body is a JSON object carrying a string one."""
     try:
         body = json.loads(raw)
     except ValueError:
         body = None
-    return client_log_id(body) or str(uuid.uuid4())
+    return client_log_id(body)

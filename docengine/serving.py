@@ -2,9 +2,11 @@
 
 `execute` hands each request of a batch to an event loop in a background thread and returns at once, so
 Triton can pass the next batch while earlier ones are still waiting on the VLM: batches overlap on one model
-instance. Each request's response goes out through its response sender when its own coroutine finishes. A
-request the client gave up on (`is_cancelled()`) has its coroutine cancelled, which drops its queued layout
-pages and VLM calls. The Triton utilities module is passed in, so this file imports nothing from Triton.
+instance. Each request's response goes out through its response sender when its own coroutine finishes: the
+envelope as compact JSON in `output`, and its HTTP status in the INT32 `status` beside it, so that the gateway
+passes the body on without parsing it. The request's Triton id is the gateway's logId. A request the client
+gave up on (`is_cancelled()`) has its coroutine cancelled, which drops its queued layout pages and VLM calls.
+The Triton utilities module is passed in, so this file imports nothing from Triton.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from typing import Any
 import numpy as np
 
 from contract.envelope import dumps
+from contract.names import INPUT, OUTPUT, STATUS
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[bytes], Awaitable[dict[str, Any]]]
+Handler = Callable[[bytes, str | None], Awaitable[dict[str, Any]]]
+
+
+def http_status(envelope: dict[str, Any]) -> int:
+    """The status an envelope asks for: 200 for errorCode 0, else errorCode itself."""
+    code = envelope.get("errorCode", 500)
+    return 200 if code == 0 else int(code)
 
 
 class AsyncRequestRunner:
@@ -42,7 +51,7 @@ class AsyncRequestRunner:
         which leaves further requests queued in Triton (where its queue policy and statistics see them)."""
         for request in requests:
             self._slots.acquire()
-            raw = self._pb.get_input_tensor_by_name(request, "input").as_numpy().reshape(-1)[0]
+            raw = self._pb.get_input_tensor_by_name(request, INPUT).as_numpy().reshape(-1)[0]
             asyncio.run_coroutine_threadsafe(self._serve(request, bytes(raw), handler), self.loop)
 
     def stop(self) -> None:
@@ -52,7 +61,7 @@ class AsyncRequestRunner:
     async def _serve(self, request: Any, raw: bytes, handler: Handler) -> None:
         sender = request.get_response_sender()
         try:
-            task = asyncio.ensure_future(handler(raw))
+            task = asyncio.ensure_future(handler(raw, request.request_id() or None))
             while not task.done():
                 await asyncio.wait({task}, timeout=self._cancel_poll_s)
                 if not task.done() and request.is_cancelled():
@@ -63,8 +72,11 @@ class AsyncRequestRunner:
                 sender.send(self._pb.InferenceResponse(error=error),
                             flags=self._pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
                 return
-            out = np.array([[dumps(task.result())]], dtype=object)
-            response = self._pb.InferenceResponse(output_tensors=[self._pb.Tensor("output", out)])
+            envelope = task.result()
+            body = np.array([[dumps(envelope)]], dtype=object)
+            status = np.array([[http_status(envelope)]], dtype=np.int32)
+            response = self._pb.InferenceResponse(output_tensors=[self._pb.Tensor(OUTPUT, body),
+                                                                  self._pb.Tensor(STATUS, status)])
             sender.send(response, flags=self._pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         except Exception as exc:  # the handler turns failures into envelopes: this is the last resort
             log.exception("could not answer a request")

@@ -2,7 +2,8 @@
 
 The body is read and checked here, in this order: JSON content type (415), UTF-8 JSON without NaN/Infinity
 (400), the `contract.models` model (422, naming each bad field). What goes on to Triton is the client's own
-JSON (unknown fields included, so that newer clients keep working), compact, with `logId` filled in.
+bytes, untouched (unknown fields included, so that newer clients keep working); the logId travels beside
+them as the Triton request id.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
-from contract.envelope import client_log_id, dumps, validation_message
+from contract.envelope import client_log_id, validation_message
 from gateway import context
 from gateway.admission import Pool
 from gateway.errors import BadRequest, Unauthorized, UnsupportedMediaType, ValidationFailed
@@ -78,8 +79,7 @@ def _check(raw: bytes, model: type[BaseModel], ctx: context.RequestContext) -> F
         model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(validation_message(exc)) from None
-    data["logId"] = ctx.log_id
-    return ForwardedBody(dumps(data), ctx.log_id)
+    return ForwardedBody(raw, ctx.log_id)
 
 
 def _is_json(content_type: str) -> bool:

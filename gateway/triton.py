@@ -1,16 +1,18 @@
 """Async gRPC client of Triton: one inference call with a deadline, and readiness.
 
-The wire format is the HPS one: a BYTES tensor `input` of shape [1, 1] holding the request's compact JSON, and
-a BYTES tensor `output` holding the response envelope. The deadline is given twice, in tritonclient's two
-units: `client_timeout` in seconds (the gRPC deadline, which Triton sees as a cancellation when it passes) and
-`timeout` in microseconds (Triton's own queue timeout). Cancelling the awaiting task cancels the gRPC call,
-and the model sees `request.is_cancelled()`.
+The wire format is the HPS one: a BYTES tensor `input` of shape [1, 1] holding the request's JSON (the
+client's own bytes), a BYTES tensor `output` holding the response envelope, and beside it an INT32 `status`,
+the HTTP status the envelope asks for, so that the body (tens of MB of Base64 images for a long visualised
+document) is passed on without being parsed. The request's Triton id is its logId.
+
+The deadline is given twice, in tritonclient's two units: `client_timeout` in seconds (the gRPC deadline,
+which Triton sees as a cancellation when it passes) and `timeout` in microseconds (Triton's own queue
+timeout). Cancelling the awaiting task cancels the gRPC call, and the model sees `request.is_cancelled()`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +21,11 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from contract.names import INPUT, OUTPUT, STATUS
 from gateway import metrics
 from gateway.errors import BadUpstreamOutput, TritonUnavailable, UpstreamFailed, UpstreamTimeout
 
 _UNAVAILABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
-_PARSE_IN_THREAD = 1024 * 1024  # bytes of output above which JSON is checked off the event loop
 
 
 @dataclass(frozen=True)
@@ -34,20 +36,13 @@ class TritonOutput:
     status: int
 
 
-def _status_of(body: bytes) -> int:
-    """200 for errorCode 0, else errorCode itself; anything that is not an envelope is malformed."""
+def _one(result: Any, name: str) -> Any:
+    """The single value of output tensor `name`, or None when the model did not send it."""
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadUpstreamOutput("Malformed response from the inference server: not JSON") from None
-    code = doc.get("errorCode") if isinstance(doc, dict) else None
-    if not isinstance(code, int) or isinstance(code, bool) or not isinstance(doc.get("errorMsg"), str):
-        raise BadUpstreamOutput("Malformed response from the inference server: not an envelope")
-    if code == 0:
-        return 200
-    if 400 <= code <= 599:
-        return code
-    raise BadUpstreamOutput(f"Malformed response from the inference server: errorCode {code}")
+        tensor = result.as_numpy(name)
+    except Exception:   # tritonclient raises on a missing output in some versions
+        return None
+    return tensor.flat[0] if tensor is not None and tensor.size == 1 else None
 
 
 def _classify(exc: InferenceServerException, model: str) -> Exception:
@@ -71,14 +66,15 @@ class TritonClient:
         """Run `model` on one request within `seconds`; raise a `gateway.errors` exception on any failure."""
         if seconds <= 0:
             raise UpstreamTimeout()
-        data = grpcclient.InferInput("input", [1, 1], "BYTES")
+        data = grpcclient.InferInput(INPUT, [1, 1], "BYTES")
         data.set_data_from_numpy(np.array([[payload]], dtype=np.object_))
         started = time.monotonic()
         try:
             # The gRPC deadline should fire first; this is the guarantee if the channel hangs.
             async with asyncio.timeout(seconds + 1):
                 result = await self._client.infer(
-                    model, [data], outputs=[grpcclient.InferRequestedOutput("output")],
+                    model, [data], outputs=[grpcclient.InferRequestedOutput(OUTPUT),
+                                            grpcclient.InferRequestedOutput(STATUS)],
                     request_id=log_id, headers={"x-request-id": log_id},
                     client_timeout=seconds, timeout=int(seconds * 1_000_000))
         except InferenceServerException as exc:
@@ -87,15 +83,12 @@ class TritonClient:
             raise UpstreamTimeout() from None
         finally:
             metrics.TRITON_LATENCY.labels(model).observe(time.monotonic() - started)
-        output: Any = result.as_numpy("output")
-        if output is None or output.size != 1 or not isinstance(output.flat[0], bytes):
+        body, status = _one(result, OUTPUT), _one(result, STATUS)
+        if not isinstance(body, bytes):
             raise BadUpstreamOutput("Malformed response from the inference server: no output tensor")
-        body = bytes(output.flat[0])
-        if len(body) > _PARSE_IN_THREAD:
-            status = await asyncio.to_thread(_status_of, body)
-        else:
-            status = _status_of(body)
-        return TritonOutput(body, status)
+        if status is None or not (status == 200 or 400 <= status <= 599):
+            raise BadUpstreamOutput(f"Malformed response from the inference server: status {status}")
+        return TritonOutput(body, int(status))
 
     async def server_ready(self, seconds: float) -> bool:
         return bool(await self._client.is_server_ready(client_timeout=seconds))

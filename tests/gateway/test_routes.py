@@ -49,7 +49,7 @@ def test_an_x_request_id_header_is_the_log_id_unless_the_body_has_one(gateway: G
     response = post(gateway, "/layout-parsing", layout_body(log_id), headers={"x-request-id": "header-id"})
     assert response.json()["logId"] == log_id == response.headers["x-request-id"]
     response = post(gateway, "/layout-parsing", layout_body(), headers={"x-request-id": "header-id"})
-    assert response.json()["logId"] == "header-id" == response.json()["result"]["echo"]["body"]["logId"]
+    assert response.json()["logId"] == "header-id" == response.json()["result"]["echo"]["requestId"]
 
 
 def test_unknown_paths_and_methods_get_envelopes_too(gateway: Gateway) -> None:
@@ -70,15 +70,17 @@ def test_answered_probes_stay_out_of_the_access_log(gateway: Gateway) -> None:
     assert "[quiet-probe]" not in gateway.log()
 
 
-def test_layout_parsing_forwards_the_clients_json_and_returns_the_envelope(gateway: Gateway) -> None:
+def test_layout_parsing_forwards_the_clients_bytes_and_returns_the_envelope(gateway: Gateway) -> None:
     sent = {"file": "aGVsbG8=", "fileType": 1, "temperature": 0.5, "someNewerField": {"nested": [1, None]}}
-    response = post(gateway, "/layout-parsing", sent)
+    raw = json.dumps(sent, indent=2).encode()   # spaces and all: forwarded as they came
+    response = httpx.post(f"{gateway.url}/layout-parsing", content=raw,
+                          headers={"content-type": "application/json"}, timeout=30)
     envelope = response.json()
     assert response.status_code == 200 and envelope["errorCode"] == 0 and envelope["errorMsg"] == "Success"
     echo = envelope["result"]["echo"]
     assert echo["model"] == "layout-parsing"
-    # Unknown fields untouched, logId filled in with the generated one, defaults not added.
-    assert echo["body"] == {**sent, "logId": envelope["logId"]}
+    # The client's own bytes: unknown fields untouched, defaults not added; the logId travels beside them.
+    assert echo["body"] == sent and echo["size"] == len(raw)
     assert echo["requestId"] == envelope["logId"] == response.headers["x-request-id"]
 
 
@@ -87,6 +89,7 @@ def test_the_clients_log_id_is_kept_everywhere(gateway: Gateway) -> None:
     response = post(gateway, "/layout-parsing", layout_body(log_id))
     assert response.json()["logId"] == log_id
     assert response.json()["result"]["echo"]["body"]["logId"] == log_id
+    assert response.json()["result"]["echo"]["requestId"] == log_id
     assert response.headers["x-request-id"] == log_id
     assert f"[{log_id}]" in gateway.log()  # the access log line of the request carries it
 

@@ -20,6 +20,7 @@ def test_the_committed_configs_are_the_cpu_variant_with_the_wire_tensors():
         config = (REPO / model / "config.pbtxt").read_text()
         assert f'name: "{model}"' in config and 'backend: "python"' in config
         assert 'name: "input"' in config and 'name: "output"' in config and "TYPE_STRING" in config
+        assert 'name: "status"' in config and "TYPE_INT32" in config
         assert "kind: KIND_CPU" in config and "kind: KIND_GPU" not in config
     assert "max_batch_size: 8" in (REPO / "layout-parsing" / "config.pbtxt").read_text()
 

@@ -53,7 +53,11 @@ async def infer(server, body: dict, *, model: str = "layout-parsing", **kwargs) 
         tensor = grpcclient.InferInput("input", [1, 1], "BYTES")
         tensor.set_data_from_numpy(np.array([[json.dumps(body).encode()]], dtype=object))
         result = await client.infer(model, [tensor], **kwargs)
-        return json.loads(result.as_numpy("output")[0, 0])
+        envelope = json.loads(result.as_numpy("output")[0, 0])
+        # the status beside the body is the one the envelope asks for, so the gateway need not parse it
+        status = int(result.as_numpy("status")[0, 0])
+        assert status == (200 if envelope["errorCode"] == 0 else envelope["errorCode"])
+        return envelope
     finally:
         await client.close()
 
@@ -77,6 +81,17 @@ async def test_a_pdf_is_parsed_through_triton(triton):
     assert any(b["block_label"] == "table" and "<table" in b["block_content"] for b in blocks)
     assert page["markdown"]["text"]
     assert "outputImages" not in page  # HPS_VISUALIZE=false is the default for requests
+
+
+async def test_the_triton_request_id_is_the_log_id_unless_the_body_has_one(triton):
+    """The gateway forwards the client's bytes untouched and names the request by its logId instead."""
+    png = encode_image(render_page(sample_pdf(1)[0], dpi=40))
+    named = await infer(triton, {"file": b64(png), "fileType": 1}, request_id="gateway-id-1")
+    assert named["errorCode"] == 0 and named["logId"] == "gateway-id-1"
+    own = await infer(triton, {"file": b64(png), "fileType": 1, "logId": "client-id"}, request_id="gateway-id")
+    assert own["logId"] == "client-id"
+    refused = await infer(triton, {"fileType": 1}, request_id="gateway-id-2")
+    assert (refused["errorCode"], refused["logId"]) == (422, "gateway-id-2")
 
 
 async def test_an_invalid_request_fails_alone_inside_a_batch(triton):

@@ -1,14 +1,15 @@
 """Test stand-in for the `layout-parsing` and `restructure-pages` Triton models.
 
-Speaks the real wire format (BYTES `input` -> BYTES `output`, compact JSON envelopes) and answers each request
+Speaks the real wire format (BYTES `input` -> BYTES `output` holding a compact JSON envelope, with its HTTP
+status in the INT32 `status`; the logId is the body's, else the Triton request id) and answers each request
 from its own thread through the response sender, as the real model does, so that slow requests overlap. What
 it does is steered by the request's `_gatewayTest` object:
 
     {}                      echo: a success envelope whose result carries the request it received
     {"sleep": s}            wait s seconds, polling `request.is_cancelled()`, then echo
     {"error": code}         an error envelope with that errorCode
-    {"garbage": true}       output that is not JSON
-    {"notEnvelope": true}   JSON that is not an envelope
+    {"garbage": true}       output that is not JSON, and no status
+    {"notEnvelope": true}   JSON that is not an envelope, and no status
     {"raise": "message"}    a Triton-level error
     {"noEcho": true}        a success envelope without the request in it (for big bodies)
 
@@ -37,9 +38,11 @@ def _record(event, **fields):
         fh.write(line)
 
 
-def _output(payload):
-    data = np.array([[payload]], dtype=np.object_)
-    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("output", data)])
+def _output(payload, status=None):
+    tensors = [pb_utils.Tensor("output", np.array([[payload]], dtype=np.object_))]
+    if status is not None:
+        tensors.append(pb_utils.Tensor("status", np.array([[status]], dtype=np.int32)))
+    return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
 def _dumps(obj):
@@ -68,7 +71,7 @@ class TritonPythonModel:
         raw = pb_utils.get_input_tensor_by_name(request, "input").as_numpy()[0][0]
         body = json.loads(raw)
         ctl = body.get(CONTROL) or {}
-        log_id = body.get("logId")
+        log_id = body.get("logId") or request.request_id()
         tag = {"model": self.model_name, "logId": log_id, "requestId": request.request_id()}
         _record("start", **tag)
         deadline = time.monotonic() + float(ctl.get("sleep", 0))
@@ -87,11 +90,11 @@ class TritonPythonModel:
             return _output(_dumps([1, 2, 3]))
         if "error" in ctl:
             code = int(ctl["error"])
-            return _output(_dumps({"logId": log_id, "errorCode": code, "errorMsg": f"test error {code}"}))
+            return _output(_dumps({"logId": log_id, "errorCode": code, "errorMsg": f"test error {code}"}), code)
         echo = {"model": self.model_name, "size": len(raw), **tag}
         if not ctl.get("noEcho"):
             echo["body"] = body
         result = {"layoutParsingResults": [], "echo": echo}
         if self.model_name == "layout-parsing":
             result["dataInfo"] = {"type": "image", "width": 1, "height": 1}
-        return _output(_dumps({"logId": log_id, "errorCode": 0, "errorMsg": "Success", "result": result}))
+        return _output(_dumps({"logId": log_id, "errorCode": 0, "errorMsg": "Success", "result": result}), 200)
