@@ -10,7 +10,9 @@ and again until `--seconds` pass (or it has sent `--max-requests`); after a 429 
 Retry-After it was given (at most `--max-backoff` s), as a polite client does. Requests in flight at the end
 may finish within `--drain` s.
 
-Printed: successes per second, latency percentiles of successes and of rejections, answers by status, the
+Printed: successes per second, latency percentiles of successes and of rejections, answers by status, how
+many 503s came while this benchmark had fewer requests in flight than the gateway's totals (slots + queue:
+the gateway had room for them, so the target is 0), the
 resident memory of the gateway (all its processes) and of Triton (server + Python backend stubs) before, at
 peak and after, and the cores each used while loaded. Intended answers are 200, and 429/503 carrying an
 envelope with the same errorCode and a Retry-After header; anything else is listed as unexpected and makes
@@ -45,6 +47,7 @@ class Tally:
     rejected: list[float] = field(default_factory=list)  # latency of each intended 429/503
     unexpected: Counter[str] = field(default_factory=Counter)  # what, with a short sample of the answer
     first_seen: dict[str, float] = field(default_factory=dict)  # seconds into the run
+    needless_503: int = 0  # refused while fewer than the totals were in flight (ours, the request aside)
 
     def note(self, what: str, when: float) -> None:
         self.unexpected[what] += 1
@@ -70,26 +73,33 @@ def classify(response: httpx.Response) -> tuple[str, str | None]:
 async def drive(url: str, body: bytes, args: argparse.Namespace) -> tuple[Tally, float]:
     tally = Tally()
     # Idle connections are dropped before uvicorn's 5 s keep-alive ends, or a request may race its close.
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients,
-                          keepalive_expiry=4.0)
+    limits = httpx.Limits(max_connections=args.clients, keepalive_expiry=4.0,
+                          max_keepalive_connections=0 if args.new_connections else args.clients)
     headers = {"content-type": "application/json"}
     async with httpx.AsyncClient(base_url=url, timeout=args.timeout, limits=limits) as http:
         start = time.perf_counter()
         deadline = start + args.seconds
         last = start
+        in_flight = 0
 
         async def client() -> None:
-            nonlocal last
+            nonlocal last, in_flight
             for _ in range(args.max_requests):
                 if time.perf_counter() >= deadline:
                     return
                 t0 = time.perf_counter()
+                others = in_flight
+                in_flight += 1
                 try:
                     response = await http.post("/layout-parsing", content=body, headers=headers)
                 except httpx.HTTPError as exc:
                     tally.statuses[type(exc).__name__] += 1
                     tally.note(f"{type(exc).__name__} {str(exc)[:80]!r}", time.perf_counter() - start)
                     continue
+                finally:
+                    in_flight -= 1
+                if response.status_code == 503 and max(others, in_flight) < args.capacity:
+                    tally.needless_503 += 1
                 now = time.perf_counter()
                 last = max(last, now)
                 tally.statuses[str(response.status_code)] += 1
@@ -157,6 +167,9 @@ async def run(url: str, groups: dict[str, int | None], args: argparse.Namespace)
     total = sum(tally.statuses.values())
     print(f"{total} answers in {seconds:.1f} s: {len(tally.ok) / seconds:.2f} successes/s")
     print("answers: " + ", ".join(f"{k} x{v}" for k, v in sorted(tally.statuses.items())))
+    if args.capacity:
+        print(f"503s while fewer than the totals ({args.capacity}) were in flight: {tally.needless_503} "
+              "(target 0)")
     for name, values in (("successes", tally.ok), ("rejections", tally.rejected)):
         if values:
             ms = [pct(values, q) * 1000 for q in (50, 95, 99, 100)]
@@ -192,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent", type=int, default=8, help="HPS_MAX_CONCURRENT_REQUESTS (own)")
     parser.add_argument("--max-queued", type=int, default=16, help="HPS_MAX_QUEUED_REQUESTS (own)")
     parser.add_argument("--rate-limit", default="", help="HPS_RATE_LIMIT, e.g. 20/second (own stack)")
+    parser.add_argument("--new-connections", action="store_true",
+                        help="a new connection per request (the kernel picks a gateway worker for each)")
+    parser.add_argument("--capacity", type=int, default=0,
+                        help="with --url: the gateway's slots + queue, to count 503s it had room for")
     parser.add_argument("--service-time", type=float, default=0.5, help="synthetic recogniser (own stack)")
     parser.add_argument("--parallel", type=int, default=64, help="synthetic recogniser (own stack)")
     args = parser.parse_args(argv)
@@ -203,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.triton:
             groups["triton"] = listener(port_of(args.triton) or 8000)
         return asyncio.run(run(args.url.rstrip("/"), groups, args))
+    args.capacity = args.max_concurrent + args.max_queued
     gateway_env = {"HPS_MAX_CONCURRENT_REQUESTS": str(args.max_concurrent),
                    "HPS_MAX_QUEUED_REQUESTS": str(args.max_queued), "HPS_RATE_LIMIT": args.rate_limit}
     workers = os.environ.get("UVICORN_WORKERS", "4 (default)")

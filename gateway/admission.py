@@ -1,11 +1,15 @@
 """Concurrency slots in front of Triton, a bounded FIFO queue for the overflow, and a measured Retry-After.
 
-One `Pool` per route family (inference: /layout-parsing; non-inference: /restructure-pages). A request takes
+One pool per route family (inference: /layout-parsing; non-inference: /restructure-pages). A request takes
 its slot after it has been validated and before any costly work, and gives it back on every path (success,
 error, timeout, cancellation when the client leaves), because the slot is an `async with` around the work.
 A request finding every slot busy waits in the queue; when the queue is full, or its wait passes
-`HPS_MAX_QUEUE_WAIT`, it gets 503 with a Retry-After estimated from the service times this pool measured
-recently and the request's place in line. The sizes here are this worker's share (see `gateway.workers`).
+`HPS_MAX_QUEUE_WAIT`, it gets 503 with a Retry-After estimated from the service times this process measured
+recently and the request's place in line.
+
+The sizes are totals for the whole gateway. One process keeps its slots in memory (`LocalPool`); the workers
+of `python -m gateway` share one count (`gateway.shared_admission.SharedPool`), so that a request is refused
+only when the gateway as a whole is full, whichever worker the kernel gave its connection to.
 """
 
 from __future__ import annotations
@@ -23,23 +27,24 @@ from gateway.errors import Overloaded, UpstreamTimeout
 _WINDOW = 32  # recent service times kept for the estimate
 
 
-class _QueueTimeout(Exception):
-    pass
+class QueueTimeout(Exception):
+    """A waiter's `HPS_MAX_QUEUE_WAIT` (or its request's deadline) passed before a slot came."""
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
+def expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_exception(_QueueTimeout())
+        waiter.set_exception(QueueTimeout())
 
 
 class Pool:
+    """What every pool does: the `slot()` context, the Retry-After estimate and the metrics. Subclasses say
+    how a slot is taken (`_acquire`, which returns a token) and given back (`_release`)."""
+
     def __init__(self, name: str, *, slots: int, queue_size: int, max_wait: float) -> None:
         self.name = name
         self.slots = slots
         self.queue_size = queue_size
         self.max_wait = max_wait
-        self._free = slots
-        self._waiters: deque[asyncio.Future[None]] = deque()
         self._started: dict[int, float] = {}  # id of a slot holder -> when it got the slot
         self._recent: deque[float] = deque(maxlen=_WINDOW)
         metrics.SLOTS.labels(name).set(slots)
@@ -48,11 +53,17 @@ class Pool:
 
     @property
     def active(self) -> int:
-        return self.slots - self._free
+        raise NotImplementedError
 
     @property
     def queued(self) -> int:
-        return len(self._waiters)
+        raise NotImplementedError
+
+    async def _acquire(self, deadline: float) -> object:
+        raise NotImplementedError
+
+    def _release(self, token: object) -> None:
+        raise NotImplementedError
 
     def service_time(self) -> float:
         """Mean recent service time; until there is one, the age of the oldest request in service."""
@@ -66,56 +77,33 @@ class Pool:
         rounds = math.ceil(position / max(self.slots, 1))
         return max(1, math.ceil(self.service_time() * rounds))
 
-    def _reject(self, reason: str, position: int, message: str) -> Overloaded:
+    def reject(self, reason: str, position: int, message: str) -> Overloaded:
         metrics.reject(reason)
         seconds = self.retry_after(position)
         return Overloaded(f"{message}; retry after {seconds} s", headers={"Retry-After": str(seconds)})
 
-    async def _acquire(self, deadline: float) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return
-        if len(self._waiters) >= self.queue_size:
-            raise self._reject("queue_full", len(self._waiters) + 1, "Server busy: queue full")
-        remaining = deadline - time.monotonic()
-        wait = max(min(self.max_wait, remaining), 0)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        # A timer, not asyncio.wait_for: on 3.11 wait_for can swallow a cancellation that arrives together
-        # with the slot, and the request would then run for a client that has gone.
-        timer = loop.call_later(wait, _expire, waiter)
-        self._waiters.append(waiter)
-        metrics.QUEUED.labels(self.name).inc()
-        try:
-            await waiter
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._hand_on()  # the slot arrived as we gave up: pass it to the next in line
-            position = self._waiters.index(waiter) + 1 if waiter in self._waiters else 1
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-            if isinstance(exc, _QueueTimeout):
-                if wait >= remaining:
-                    raise UpstreamTimeout("Gateway timeout while waiting for a free slot") from None
-                raise self._reject("queue_timeout", position, "Server busy: no free slot in time") from None
-            raise
-        finally:
-            timer.cancel()
-            metrics.QUEUED.labels(self.name).dec()
+    def gave_up(self, reason: BaseException, position: int, wait: float, remaining: float) -> BaseException:
+        """What a waiter that did not get its slot raises: a timeout is 504 when the request's own deadline
+        ran out, else 503; anything else (a cancellation) goes on as it is."""
+        if not isinstance(reason, QueueTimeout):
+            return reason
+        if wait >= remaining:
+            return UpstreamTimeout("Gateway timeout while waiting for a free slot")
+        return self.reject("queue_timeout", position, "Server busy: no free slot in time")
 
-    def _hand_on(self) -> None:
-        """Give a freed slot to the first live waiter, or back to the pool."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._free += 1
+    def wait_bound(self, deadline: float) -> tuple[float, float]:
+        """(how long a waiter may wait, how long its request has left)."""
+        remaining = deadline - time.monotonic()
+        return max(min(self.max_wait, remaining), 0), remaining
 
     @asynccontextmanager
     async def slot(self, deadline: float) -> AsyncIterator[None]:
         """Hold one slot for the body of the `async with`; `deadline` is the request's (time.monotonic)."""
-        await self._acquire(deadline)
+        metrics.QUEUED.labels(self.name).inc()
+        try:
+            token = await self._acquire(deadline)
+        finally:
+            metrics.QUEUED.labels(self.name).dec()
         key, started = object(), time.monotonic()
         self._started[id(key)] = started
         metrics.IN_FLIGHT.labels(self.name).inc()
@@ -125,4 +113,56 @@ class Pool:
             del self._started[id(key)]
             self._recent.append(time.monotonic() - started)
             metrics.IN_FLIGHT.labels(self.name).dec()
-            self._hand_on()
+            self._release(token)
+
+
+class LocalPool(Pool):
+    """The slots of one process, in memory: exact FIFO, a freed slot handed straight to the next waiter."""
+
+    def __init__(self, name: str, *, slots: int, queue_size: int, max_wait: float) -> None:
+        super().__init__(name, slots=slots, queue_size=queue_size, max_wait=max_wait)
+        self._free = slots
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def active(self) -> int:
+        return self.slots - self._free
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    async def _acquire(self, deadline: float) -> object:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return None
+        if len(self._waiters) >= self.queue_size:
+            raise self.reject("queue_full", len(self._waiters) + 1, "Server busy: queue full")
+        wait, remaining = self.wait_bound(deadline)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        # A timer, not asyncio.wait_for: on 3.11 wait_for can swallow a cancellation that arrives together
+        # with the slot, and the request would then run for a client that has gone.
+        timer = loop.call_later(wait, expire, waiter)
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release(None)  # the slot arrived as we gave up: pass it to the next in line
+            position = self._waiters.index(waiter) + 1 if waiter in self._waiters else 1
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise self.gave_up(exc, position, wait, remaining) from None
+        finally:
+            timer.cancel()
+        return None
+
+    def _release(self, token: object) -> None:
+        """Give a freed slot to the first live waiter, or back to the pool."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1

@@ -1,22 +1,16 @@
 """The gateway application: `create_app()` wires settings, middleware, routes, error handlers and lifespan.
 
-Served as `gateway.app:app` (`python -m gateway`, or uvicorn from the repository root) and as `app:app` from
-inside `gateway/` (the upstream development path), for which the repository root is put on sys.path first.
+Served by `python -m gateway` (uvicorn's factory mode, `gateway.app:create_app`), which checks the settings
+and prepares what the workers share before any worker starts. Nothing happens at import.
 
 Middleware, outermost first: request context (logId, X-Request-Id, metrics, last-resort 500) -> CORS ->
 drain (SIGTERM) -> rate limit -> body size limit -> routes.
 """
-# ruff: noqa: E402  (the sys.path fix below must run before the package imports)
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # imported as `app` from inside gateway/
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,10 +18,17 @@ import httpx
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from gateway import __version__, logs, workers
-from gateway.settings import Settings, SettingsError, get_settings
+from contract.models import LayoutParsingRequest, RestructurePagesRequest
+from gateway import __version__, errors, health, inference, logs, metrics, openapi, workers
+from gateway.admission import LocalPool, Pool
+from gateway.dependencies import require_api_key
+from gateway.middleware import BodyLimitMiddleware, ContextMiddleware
+from gateway.ratelimit import RateLimiter, RateLimitMiddleware, make_storage
+from gateway.settings import Settings, get_settings
+from gateway.shared_admission import Board, SharedPool
+from gateway.shutdown import Drain, DrainMiddleware
+from gateway.triton import TritonClient
 
-STARTUP_FAILURE = 3  # uvicorn's exit code for "failed before serving": its supervisor then stops too
 logger = logging.getLogger("gateway.app")
 
 DESCRIPTION = """
@@ -40,46 +41,41 @@ it comes back in the envelope and in the `X-Request-Id` header.
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logs.setup(settings.log_level, settings.filter_health_access_log)
-    workers.check_totals(settings, workers.worker_count(settings))
-    workers.prepare_metrics_dir(settings)
-    # Imported only now: prometheus_client picks its multiprocess store when it is first imported.
-    from contract.models import LayoutParsingRequest, RestructurePagesRequest
-    from gateway import errors, health, inference, metrics, openapi
-    from gateway.admission import Pool
-    from gateway.dependencies import require_api_key
-    from gateway.middleware import BodyLimitMiddleware, ContextMiddleware
-    from gateway.ratelimit import RateLimiter, RateLimitMiddleware, make_storage
-    from gateway.shutdown import Drain, DrainMiddleware
-    from gateway.triton import TritonClient
-
+    shared = workers.shared_dir(settings)
     drain = Drain()
+
+    def pools(board: Board | None) -> dict[str, Pool]:
+        """The two pools, their sizes totals for the whole gateway; on a shared board with several workers."""
+        sizes = {"inference": settings.max_concurrent_requests,
+                 "non-inference": settings.max_concurrent_non_inference_requests}
+        queue, wait = settings.max_queued_requests, settings.max_queue_wait
+        if board is None:
+            return {name: LocalPool(name, slots=n, queue_size=queue, max_wait=wait)
+                    for name, n in sizes.items()}
+        return {name: SharedPool(name, slots=n, queue_size=queue, max_wait=wait, board=board)
+                for name, n in sizes.items()}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        slot = workers.claim(settings)
-        queue, wait = slot.share(settings.max_queued_requests), settings.max_queue_wait
-        app.state.pools = {
-            "inference": Pool("inference", slots=slot.share(settings.max_concurrent_requests),
-                              queue_size=queue, max_wait=wait),
-            "non-inference": Pool("non-inference", queue_size=queue, max_wait=wait,
-                                  slots=slot.share(settings.max_concurrent_non_inference_requests)),
-        }
+        board = Board(shared, on_dead=metrics.worker_exited) if shared is not None else None
+        app.state.pools = pools(board)
         triton = TritonClient(settings.triton_url)
         http = httpx.AsyncClient(trust_env=False)
         app.state.triton = triton
         app.state.readiness = health.Readiness(triton, http, settings.vlm_urls, settings.health_check_timeout)
         drain.install(settings.drain_timeout)
-        pools = app.state.pools
-        logger.info("worker %d of %d: %d inference and %d non-inference slots, queues of %d; Triton at %s",
-                    slot.index + 1, slot.count, pools["inference"].slots, pools["non-inference"].slots,
-                    pools["inference"].queue_size, settings.triton_url)
+        logger.info("worker %d: %d inference and %d non-inference slots and queues of %d, %s; Triton at %s",
+                    os.getpid(), settings.max_concurrent_requests,
+                    settings.max_concurrent_non_inference_requests, settings.max_queued_requests,
+                    "shared by the gateway's workers" if board else "in this process", settings.triton_url)
         try:
             yield
         finally:
             drain.uninstall()
             await triton.close()
             await http.aclose()
-            slot.release()
+            if board is not None:
+                board.close()
             metrics.worker_exited()
 
     app = FastAPI(title="PaddleOCR-VL document parsing", version=__version__, description=DESCRIPTION,
@@ -90,8 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_size)
     if settings.rate_limit:
-        shared = str(workers.run_dir(settings)) if workers.worker_count(settings) > 1 else None
-        limiter = RateLimiter(settings.rate_limit, make_storage(settings.rate_limit_storage, shared),
+        storage = make_storage(settings.rate_limit_storage, str(shared) if shared else None)
+        limiter = RateLimiter(settings.rate_limit, storage,
                               settings.api_keys, settings.trusted_proxies)
         app.add_middleware(RateLimitMiddleware, limiter=limiter)
     app.add_middleware(DrainMiddleware, drain=drain)
@@ -110,14 +106,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app, [LayoutParsingRequest, RestructurePagesRequest])
     return app
 
-
-def _app_or_exit() -> FastAPI:
-    """The module-level app; a bad setting stops start-up with one line instead of a traceback."""
-    try:
-        return create_app()
-    except SettingsError as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
-        raise SystemExit(STARTUP_FAILURE) from None
-
-
-app = _app_or_exit()

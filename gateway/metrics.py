@@ -1,13 +1,15 @@
 """Prometheus metrics, correct with several workers.
 
-With more than one worker, `gateway.workers.prepare_metrics_dir` points PROMETHEUS_MULTIPROC_DIR at a
-directory the workers share before this module (and so prometheus_client) is first imported; each scrape then
-adds up every worker's files. Gauges count live workers only (`livesum`).
+With more than one worker, `python -m gateway` puts PROMETHEUS_MULTIPROC_DIR in the environment the workers
+start with (see `gateway.workers.prepare`), so prometheus_client keeps every worker's values in files there;
+the registry a scrape reads is made on the first scrape, adding up every worker's files. Gauges count live
+workers only (`livesum`).
 """
 
 from __future__ import annotations
 
 import os
+from functools import cache
 
 from fastapi import APIRouter, Response
 from prometheus_client import (
@@ -21,8 +23,6 @@ from prometheus_client import (
     multiprocess,
 )
 
-MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-
 REQUESTS = Counter("gateway_requests", "HTTP requests answered", ["route", "method", "status"])
 LATENCY = Histogram(
     "gateway_request_duration_seconds", "Time from request to answer", ["route"],
@@ -34,7 +34,8 @@ IN_FLIGHT = Gauge("gateway_requests_in_flight", "Requests holding a concurrency 
                   multiprocess_mode="livesum")
 QUEUED = Gauge("gateway_requests_queued", "Requests waiting for a concurrency slot", ["pool"],
                multiprocess_mode="livesum")
-SLOTS = Gauge("gateway_concurrency_slots", "Concurrency slots", ["pool"], multiprocess_mode="livesum")
+SLOTS = Gauge("gateway_concurrency_slots", "Concurrency slots of the gateway", ["pool"],
+              multiprocess_mode="livemax")
 REJECTIONS = Counter("gateway_rejections", "Requests refused before reaching Triton", ["reason"])
 
 ROUTES = frozenset({"/layout-parsing", "/restructure-pages", "/health", "/health/ready", "/metrics",
@@ -56,10 +57,25 @@ def reject(reason: str) -> None:
     REJECTIONS.labels(reason).inc()
 
 
-def worker_exited() -> None:
-    """Drop this worker's live gauges from the shared files."""
-    if MULTIPROCESS:
-        multiprocess.mark_process_dead(os.getpid())
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+@cache
+def registry() -> CollectorRegistry:
+    """What a scrape reads: this process's registry, or the sum of every worker's files."""
+    if not _multiprocess():
+        return REGISTRY
+    combined = CollectorRegistry()
+    multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+    return combined
+
+
+def worker_exited(pids: list[int] | None = None) -> None:
+    """Drop the live gauges of this worker (or of dead workers `pids`) from the shared files."""
+    if _multiprocess():
+        for pid in pids or [os.getpid()]:
+            multiprocess.mark_process_dead(pid)
 
 
 router = APIRouter()
@@ -71,8 +87,4 @@ router = APIRouter()
                              "description": "Prometheus text exposition format"}})
 def metrics() -> Response:
     """Request counts, latency histograms, in-flight and queued requests, and rejections, over all workers."""
-    registry = REGISTRY
-    if MULTIPROCESS:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)

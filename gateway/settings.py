@@ -1,8 +1,8 @@
 """Gateway configuration: one pydantic-settings object, read from the environment and `.env`.
 
-The seed's names come first (`HPS_MAX_CONCURRENT_REQUESTS`, `UVICORN_WORKERS`, `GPU_DEVICE_ID`); the newer
-upstream names are accepted as aliases, so either deployment's `.env` works. When both are set, the seed's
-name wins. Concurrency and queue figures are totals for the whole gateway; `gateway.workers` splits them.
+This project's names come first (`HPS_MAX_CONCURRENT_REQUESTS`, `UVICORN_WORKERS`); the newer upstream names
+are accepted as aliases, so either deployment's `.env` works. When both are set, this project's name wins.
+Concurrency and queue figures are totals for the whole gateway, whichever worker counts them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import os
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from limits import parse_many
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -56,11 +56,11 @@ class Settings(BaseSettings):
 
     # Process.
     workers: int = Field(default=4, ge=1, validation_alias=_env("UVICORN_WORKERS", "HPS_UVICORN_WORKERS"))
+    loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        default="auto", validation_alias=_env("HPS_GATEWAY_LOOP"),
+        description="uvicorn's event loop: auto takes uvloop when installed")
     host: str = Field(default="127.0.0.1", validation_alias=_env("HPS_GATEWAY_HOST"))
     port: int = Field(default=8080, ge=1, le=65535, validation_alias=_env("HPS_GATEWAY_PORT"))
-    device_id: int = Field(
-        default=0, ge=0, validation_alias=_env("GPU_DEVICE_ID", "HPS_DEVICE_ID"),
-        description="GPU of the Triton and VLM tiers; read here so that one .env serves every tier")
     log_level: str = Field(default="INFO", validation_alias=_env("HPS_LOG_LEVEL"))
     filter_health_access_log: bool = Field(
         default=True, validation_alias=_env("HPS_FILTER_HEALTH_ACCESS_LOG"),

@@ -1,27 +1,30 @@
-"""Where this process stands among the gateway's workers, so that limits stay totals for the whole gateway.
+"""What the workers of one gateway share, prepared in one place before any of them starts.
 
-With W uvicorn workers, worker i (0-based) gets `total // W` slots, plus one if `i < total % W`: the shares
-differ by at most one and sum exactly to the configured total. Each worker claims its index by locking
-`worker-<i>.lock` in a directory all workers share (the kernel drops the lock when a worker dies, so its
-replacement takes the same index). The same directory holds the Prometheus multiprocess files and the rate
-limit counters.
+`python -m gateway` with several workers makes a run directory and puts it, and the Prometheus multiprocess
+directory inside it, into the environment the workers inherit (`prepare`). The workers keep their shared
+state there: the admission table (`gateway.shared_admission`), the rate-limit counters and the metrics files.
+The directory's name carries the launcher's PID, so that a later start removes what a crashed gateway left
+behind, and only that: another gateway's directory, whose launcher lives, is never touched.
 
-A process that multiprocessing did not start (plain `uvicorn gateway.app:app`, or `python -m gateway` with one
-worker) is the only worker, whatever `UVICORN_WORKERS` says.
+A process that multiprocessing did not start (`python -m gateway` with one worker, or the app served by
+plain uvicorn) is the only worker, whatever `UVICORN_WORKERS` says, and keeps its state in memory.
 """
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import os
+import re
+import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.settings import Settings, SettingsError
 
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+RUN_DIR_ENV = "HPS_GATEWAY_RUN_DIR"
+PREFIX = "paddleocr-vl-gateway-"
+_OURS = re.compile(rf"^{PREFIX}(\d+)-")
 
 
 def worker_count(settings: Settings) -> int:
@@ -29,72 +32,52 @@ def worker_count(settings: Settings) -> int:
     return settings.workers if multiprocessing.parent_process() is not None else 1
 
 
-def run_dir(settings: Settings) -> Path:
-    """The directory the workers share: set by `python -m gateway`, else one per uvicorn supervisor."""
-    if settings.run_dir:
-        path = Path(settings.run_dir)
-    else:
-        path = Path(tempfile.gettempdir()) / f"paddleocr-vl-gateway-{os.getppid()}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def prepare_metrics_dir(settings: Settings) -> Path | None:
-    """Prometheus multiprocess mode for several workers; must run before prometheus_client is imported."""
+def shared_dir(settings: Settings) -> Path | None:
+    """The run directory of this worker's gateway; None for a gateway of one process."""
     if worker_count(settings) == 1:
         return None
-    if not os.environ.get(METRICS_ENV):
-        os.environ[METRICS_ENV] = str(run_dir(settings) / "metrics")
-    path = Path(os.environ[METRICS_ENV])
-    path.mkdir(parents=True, exist_ok=True)
+    if not settings.run_dir:
+        raise SettingsError("several workers share their limits through the directory `python -m gateway` "
+                            f"prepares: start the gateway with `python -m gateway` (UVICORN_WORKERS="
+                            f"{settings.workers}), or serve one process per container")
+    return Path(settings.run_dir)
+
+
+def prepare(settings: Settings) -> Path | None:
+    """For several workers: a fresh run directory in the environment they will inherit (and the metrics
+    directory in it), after removing the directories of gateways that died without cleaning up."""
+    if settings.workers == 1:
+        return None
+    base = Path(tempfile.gettempdir())
+    remove_leftovers(base)
+    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base))
+    (path / "metrics").mkdir()
+    os.environ[RUN_DIR_ENV] = str(path)
+    os.environ[METRICS_ENV] = str(path / "metrics")
     return path
 
 
-def check_totals(settings: Settings, count: int) -> None:
-    """Every worker needs at least one slot of each kind."""
-    totals = {"HPS_MAX_CONCURRENT_REQUESTS": settings.max_concurrent_requests,
-              "HPS_MAX_CONCURRENT_NON_INFERENCE_REQUESTS": settings.max_concurrent_non_inference_requests}
-    for name, total in totals.items():
-        if total < count:
-            raise SettingsError(
-                f"invalid setting {name}={total}: must be at least the number of workers ({count})")
+def remove(path: Path | None) -> None:
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
 
-def share(total: int, workers: int, index: int) -> int:
-    """This worker's part of `total`: floor or ceiling of total/workers, the parts summing to `total`."""
-    return total // workers + (1 if index < total % workers else 0)
+def remove_leftovers(base: Path) -> list[Path]:
+    """Remove run directories whose launcher is dead; the ones removed."""
+    gone = []
+    for entry in base.glob(f"{PREFIX}*"):
+        match = _OURS.match(entry.name)
+        if match and entry.is_dir() and not _running(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            gone.append(entry)
+    return gone
 
 
-@dataclass
-class WorkerSlot:
-    """This process's index among `count` workers, held for its lifetime."""
-
-    index: int
-    count: int
-    _fd: int | None = None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def share(self, total: int) -> int:
-        return share(total, self.count, self.index)
-
-
-def claim(settings: Settings) -> WorkerSlot:
-    """Take the lowest free worker index (0 of 1 when this process is the only worker)."""
-    count = worker_count(settings)
-    if count == 1:
-        return WorkerSlot(0, 1)
-    directory = run_dir(settings)
-    for index in range(count):
-        fd = os.open(directory / f"worker-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return WorkerSlot(index, count, fd)
-    raise RuntimeError(
-        f"more gateway workers than UVICORN_WORKERS={count}: set it to the number of workers uvicorn starts")
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, but someone else's
+        return True
+    return True

@@ -160,7 +160,7 @@ def test_naming_the_cpu_gateway_starts_the_cpu_services_only(tmp_path: Path):
         assert sorted(model["services"]) == sorted(CPU)
 
 
-def test_the_upstream_gpu_alias_works_and_the_seed_name_wins(tmp_path: Path):
+def test_the_upstream_gpu_alias_works_and_our_name_wins(tmp_path: Path):
     def device(**env: str) -> list[str]:
         model = compose_config(tmp_path, "config", "--format", "json", **env)
         return model["services"]["paddleocr-vlm-server"]["deploy"]["resources"]["reservations"]["devices"][0][

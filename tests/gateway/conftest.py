@@ -142,6 +142,15 @@ class Gateway:
                 self.proc.kill()
                 self.proc.wait()
 
+    def slots_free(self, timeout: float = 5) -> bool:
+        """True once no request holds or waits for a slot (in-flight and queued gauges at 0)."""
+        deadline = time.monotonic() + timeout
+        while self.metric("gateway_requests_in_flight") or self.metric("gateway_requests_queued"):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels`."""
         total = 0.0

@@ -5,19 +5,38 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from gateway.admission import Pool
+from gateway.admission import LocalPool, Pool
 from gateway.errors import Overloaded, UpstreamTimeout
-from gateway.workers import share
+from gateway.shared_admission import Board, SharedPool
 
 from .conftest import Events, Gateway, layout_body, new_id
 
-# --- the Pool, in process ---------------------------------------------------------------------------------
+MakePool = Callable[..., Pool]
+
+# --- the pools, in process: each test runs on the in-memory pool and on the shared one ----------------------
+
+
+@pytest.fixture(params=["local", "shared"])
+def make_pool(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[MakePool]:
+    """Pools of one kind: `LocalPool`, or `SharedPool` on a board in a fresh directory (as one worker)."""
+    boards: list[Board] = []
+
+    def make(name: str, **sizes: Any) -> Pool:
+        if request.param == "local":
+            return LocalPool(name, **sizes)
+        if not boards:
+            boards.append(Board(tmp_path))
+        return SharedPool(name, board=boards[0], **sizes)
+
+    yield make
+    for board in boards:
+        board.close()
 
 
 def far() -> float:
@@ -30,14 +49,8 @@ async def occupy(pool: Pool, release: asyncio.Event) -> None:
         await release.wait()
 
 
-@pytest.mark.parametrize("total,workers", [(16, 4), (16, 3), (5, 2), (2, 2), (64, 5), (7, 7)])
-def test_worker_shares_differ_by_one_at_most_and_sum_to_the_total(total: int, workers: int) -> None:
-    parts = [share(total, workers, i) for i in range(workers)]
-    assert sum(parts) == total and max(parts) - min(parts) <= 1
-
-
-async def test_slots_are_granted_in_arrival_order_and_given_back() -> None:
-    pool = Pool("t-order", slots=1, queue_size=5, max_wait=5)
+async def test_slots_are_granted_in_arrival_order_and_given_back(make_pool: MakePool) -> None:
+    pool = make_pool("t-order", slots=1, queue_size=5, max_wait=5)
     order: list[int] = []
 
     async def job(i: int) -> None:
@@ -50,8 +63,8 @@ async def test_slots_are_granted_in_arrival_order_and_given_back() -> None:
     assert pool.active == 0 and pool.queued == 0
 
 
-async def test_a_full_queue_refuses_at_once_with_a_measured_retry_after() -> None:
-    pool = Pool("t-full", slots=2, queue_size=1, max_wait=5)
+async def test_a_full_queue_refuses_at_once_with_a_measured_retry_after(make_pool: MakePool) -> None:
+    pool = make_pool("t-full", slots=2, queue_size=1, max_wait=5)
     for _ in range(4):  # history: 0.3 s per request
         async with pool.slot(far()):
             await asyncio.sleep(0.3)
@@ -73,8 +86,8 @@ async def test_a_full_queue_refuses_at_once_with_a_measured_retry_after() -> Non
     assert pool.active == 0 and pool.queued == 0
 
 
-async def test_retry_after_follows_the_measured_service_time() -> None:
-    slow = Pool("t-slow", slots=1, queue_size=0, max_wait=1)
+async def test_retry_after_follows_the_measured_service_time(make_pool: MakePool) -> None:
+    slow = make_pool("t-slow", slots=1, queue_size=0, max_wait=1)
     assert slow.retry_after(position=1) == 1  # nothing measured, nothing in service: the floor
     async with slow.slot(far()):
         await asyncio.sleep(1.2)
@@ -85,8 +98,8 @@ async def test_retry_after_follows_the_measured_service_time() -> None:
     assert slow.retry_after(position=3) == math.ceil(measured * 3) >= 4
 
 
-async def test_a_queue_wait_past_its_bound_is_refused_and_leaves_the_queue() -> None:
-    pool = Pool("t-wait", slots=1, queue_size=3, max_wait=0.2)
+async def test_a_queue_wait_past_its_bound_is_refused_and_leaves_the_queue(make_pool: MakePool) -> None:
+    pool = make_pool("t-wait", slots=1, queue_size=3, max_wait=0.2)
     release = asyncio.Event()
 
     holder = asyncio.ensure_future(occupy(pool, release))
@@ -100,8 +113,8 @@ async def test_a_queue_wait_past_its_bound_is_refused_and_leaves_the_queue() -> 
     assert pool.active == 0
 
 
-async def test_a_request_deadline_inside_the_queue_is_a_timeout() -> None:
-    pool = Pool("t-deadline", slots=1, queue_size=3, max_wait=10)
+async def test_a_request_deadline_inside_the_queue_is_a_timeout(make_pool: MakePool) -> None:
+    pool = make_pool("t-deadline", slots=1, queue_size=3, max_wait=10)
     release = asyncio.Event()
 
     holder = asyncio.ensure_future(occupy(pool, release))
@@ -113,8 +126,8 @@ async def test_a_request_deadline_inside_the_queue_is_a_timeout() -> None:
     await holder
 
 
-async def test_cancelled_waiters_and_holders_give_their_slots_back() -> None:
-    pool = Pool("t-cancel", slots=1, queue_size=5, max_wait=10)
+async def test_cancelled_waiters_and_holders_give_their_slots_back(make_pool: MakePool) -> None:
+    pool = make_pool("t-cancel", slots=1, queue_size=5, max_wait=10)
 
     async def hold(seconds: float) -> None:
         async with pool.slot(far()):
@@ -135,8 +148,8 @@ async def test_cancelled_waiters_and_holders_give_their_slots_back() -> None:
         assert pool.active == 1
 
 
-async def test_a_slot_handed_over_as_its_waiter_is_cancelled_goes_to_the_next() -> None:
-    pool = Pool("t-race", slots=1, queue_size=5, max_wait=10)
+async def test_a_slot_handed_over_as_its_waiter_is_cancelled_goes_to_the_next(make_pool: MakePool) -> None:
+    pool = make_pool("t-race", slots=1, queue_size=5, max_wait=10)
     release = asyncio.Event()
 
     holder = asyncio.ensure_future(occupy(pool, release))

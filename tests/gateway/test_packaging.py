@@ -51,7 +51,7 @@ import json, sys
 for name in {blocked!r}:
     sys.modules[name] = None  # as if not installed: importing it raises ImportError
 import gateway.app, gateway.__main__
-gateway.app.app.openapi()
+gateway.app.create_app().openapi()
 files = {{getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}}
 print(json.dumps({{"modules": sorted({{m.split(".")[0] for m in sys.modules}}), "files": sorted(files)}}))
 """

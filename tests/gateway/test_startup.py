@@ -1,5 +1,5 @@
-"""Settings (seed names, upstream aliases, one-line errors), running without Triton, and the upstream
-development path `cd gateway && uvicorn app:app`."""
+"""Settings (our names, upstream aliases, one-line errors), running without Triton, and serving the app
+factory with plain uvicorn."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from gateway.settings import Settings
+from gateway import workers
+from gateway.settings import Settings, SettingsError
 from localstack.triton import free_port
 
 from .conftest import REPO, layout_body, new_id
@@ -27,23 +29,22 @@ def settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
     return Settings(_env_file=None)  # type: ignore[call-arg]
 
 
-def test_defaults_are_the_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     s = settings(monkeypatch)
     assert (s.max_concurrent_requests, s.max_concurrent_non_inference_requests) == (16, 64)
     assert (s.inference_timeout, s.health_check_timeout, s.log_level, s.workers) == (600, 5, "INFO", 4)
-    assert (s.host, s.port, s.triton_url, s.device_id) == ("127.0.0.1", 8080, "127.0.0.1:8001", 0)
+    assert (s.host, s.port, s.triton_url, s.loop) == ("127.0.0.1", 8080, "127.0.0.1:8001", "auto")
     assert s.max_body_size >= 4 * 50 * 1024 * 1024 // 3  # a 50 MiB document in Base64
     assert s.rate_limit == "" and not s.api_keys and s.filter_health_access_log
 
 
-def test_upstream_names_are_aliases_and_the_seeds_win(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_upstream_names_are_aliases_and_ours_win(monkeypatch: pytest.MonkeyPatch) -> None:
     s = settings(monkeypatch, HPS_MAX_CONCURRENT_INFERENCE_REQUESTS="8", HPS_UVICORN_WORKERS="2",
-                 HPS_DEVICE_ID="3", HPS_MAX_CONCURRENT_NON_INFERENCE_REQUESTS="9")
-    assert (s.max_concurrent_requests, s.workers, s.device_id, s.max_concurrent_non_inference_requests) == \
-        (8, 2, 3, 9)
+                 HPS_MAX_CONCURRENT_NON_INFERENCE_REQUESTS="9")
+    assert (s.max_concurrent_requests, s.workers, s.max_concurrent_non_inference_requests) == (8, 2, 9)
     s = settings(monkeypatch, HPS_MAX_CONCURRENT_REQUESTS="5", HPS_MAX_CONCURRENT_INFERENCE_REQUESTS="8",
-                 UVICORN_WORKERS="1", HPS_UVICORN_WORKERS="2", GPU_DEVICE_ID="1", HPS_DEVICE_ID="3")
-    assert (s.max_concurrent_requests, s.workers, s.device_id) == (5, 1, 1)
+                 UVICORN_WORKERS="1", HPS_UVICORN_WORKERS="2")
+    assert (s.max_concurrent_requests, s.workers) == (5, 1)
 
 
 def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,7 +66,7 @@ def run_gateway(tmp_path: Any, timeout: float = 20, **env: str) -> subprocess.Co
     ({"HPS_MAX_CONCURRENT_INFERENCE_REQUESTS": "many"}, "HPS_MAX_CONCURRENT_INFERENCE_REQUESTS='many'"),
     ({"HPS_RATE_LIMIT": "lots"}, "HPS_RATE_LIMIT='lots'"),
     ({"HPS_INFERENCE_TIMEOUT": "-1"}, "HPS_INFERENCE_TIMEOUT='-1'"),
-    ({"UVICORN_WORKERS": "3", "HPS_MAX_CONCURRENT_REQUESTS": "2"}, "HPS_MAX_CONCURRENT_REQUESTS=2"),
+    ({"HPS_GATEWAY_LOOP": "trio"}, "HPS_GATEWAY_LOOP='trio'"),
 ])
 def test_a_bad_value_stops_start_up_with_one_line(tmp_path: Any, env: dict[str, str], named: str) -> None:
     done = run_gateway(tmp_path, **env)
@@ -88,16 +89,16 @@ def test_without_triton_requests_are_503_and_readiness_names_it(start_gateway: A
     assert vlm.url not in ready.json()["errorMsg"]
 
 
-def test_the_upstream_development_path_serves(tmp_path: Any, triton: Any) -> None:
-    """`cd gateway && uvicorn app:app --workers 2`: the app module finds its packages on its own."""
+def test_plain_uvicorn_serves_the_factory_as_one_process(tmp_path: Any, triton: Any) -> None:
+    """`uvicorn gateway.app:create_app --factory` from the repository root: one process, limits in memory."""
     port = free_port()
-    skip = ("HPS_", "UVICORN_", "GPU_", "PYTHONPATH")
+    skip = ("HPS_", "UVICORN_", "GPU_", "PYTHONPATH", "PROMETHEUS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
-    env |= {"HPS_TRITON_URL": triton.url_grpc, "UVICORN_WORKERS": "2"}
+    env |= {"HPS_TRITON_URL": triton.url_grpc}
     uvicorn = os.path.join(os.path.dirname(sys.executable), "uvicorn")
-    argv = [uvicorn, "app:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
-    proc = subprocess.Popen(argv, cwd=REPO / "gateway", env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    argv = [uvicorn, "gateway.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -112,3 +113,13 @@ def test_the_upstream_development_path_serves(tmp_path: Any, triton: Any) -> Non
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_workers_started_without_python_m_gateway_are_told_how(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several workers share their limits through the directory `python -m gateway` prepares; a worker of a
+    plain `uvicorn --workers N` has none, and says so instead of counting alone."""
+    monkeypatch.setattr(workers.multiprocessing, "parent_process", lambda: object())
+    with pytest.raises(SettingsError, match="start the gateway with `python -m gateway`"):
+        workers.shared_dir(settings(monkeypatch, UVICORN_WORKERS="2"))
+    prepared = settings(monkeypatch, UVICORN_WORKERS="2", HPS_GATEWAY_RUN_DIR="/x")
+    assert workers.shared_dir(prepared) == Path("/x")

@@ -88,7 +88,8 @@ async def test_the_triton_request_id_is_the_log_id_unless_the_body_has_one(trito
     png = encode_image(render_page(sample_pdf(1)[0], dpi=40))
     named = await infer(triton, {"file": b64(png), "fileType": 1}, request_id="gateway-id-1")
     assert named["errorCode"] == 0 and named["logId"] == "gateway-id-1"
-    own = await infer(triton, {"file": b64(png), "fileType": 1, "logId": "client-id"}, request_id="gateway-id")
+    own = await infer(triton, {"file": b64(png), "fileType": 1, "logId": "client-id"},
+                      request_id="gateway-id")
     assert own["logId"] == "client-id"
     refused = await infer(triton, {"fileType": 1}, request_id="gateway-id-2")
     assert (refused["errorCode"], refused["logId"]) == (422, "gateway-id-2")

@@ -90,11 +90,13 @@ class TritonPythonModel:
             return _output(_dumps([1, 2, 3]))
         if "error" in ctl:
             code = int(ctl["error"])
-            return _output(_dumps({"logId": log_id, "errorCode": code, "errorMsg": f"test error {code}"}), code)
+            envelope = {"logId": log_id, "errorCode": code, "errorMsg": f"test error {code}"}
+            return _output(_dumps(envelope), code)
         echo = {"model": self.model_name, "size": len(raw), **tag}
         if not ctl.get("noEcho"):
             echo["body"] = body
         result = {"layoutParsingResults": [], "echo": echo}
         if self.model_name == "layout-parsing":
             result["dataInfo"] = {"type": "image", "width": 1, "height": 1}
-        return _output(_dumps({"logId": log_id, "errorCode": 0, "errorMsg": "Success", "result": result}), 200)
+        envelope = {"logId": log_id, "errorCode": 0, "errorMsg": "Success", "result": result}
+        return _output(_dumps(envelope), 200)
