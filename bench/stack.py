@@ -22,8 +22,8 @@ from types import FrameType
 
 import psutil
 
-from localstack.__main__ import HOST, build_tiers
 from localstack.supervisor import StartupError, Supervisor
+from localstack.tiers import HOST, build_tiers
 from localstack.triton import free_port
 
 MIB = 1024 * 1024

@@ -1,11 +1,8 @@
-"""`python -m localstack` (what `make up` runs): the three tiers as local processes on loopback, CPU profile.
-
-    CPU recogniser  python -m vlm_server     127.0.0.1:8118            (HPS_VLM_PORT)
-    Triton          tritonserver (pytriton)  127.0.0.1:8000/8001/8002  (HPS_TRITON_{HTTP,GRPC,METRICS}_PORT)
-    gateway         python -m gateway        127.0.0.1:8080            (HPS_GATEWAY_PORT)
+"""`python -m localstack` (what `make up` runs): the three tiers (`localstack.tiers`) as local processes.
 
 Each starts once the one before it is ready; the stack is up when the gateway's /health/ready answers 200.
-Ctrl-C or SIGTERM stops all of them.
+Ctrl-C or SIGTERM stops all of them, the gateway first (it lets requests in flight finish), within the
+gateway's drain time and ten seconds more each.
 """
 
 from __future__ import annotations
@@ -14,66 +11,9 @@ import os
 import socket
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
-from localstack.supervisor import Supervisor, Tier
-from localstack.triton import PASSTHROUGH_PREFIXES, triton_command
-
-ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
-DEFAULT_PORTS = {
-    "HPS_VLM_PORT": 8118,
-    "HPS_TRITON_HTTP_PORT": 8000,
-    "HPS_TRITON_GRPC_PORT": 8001,
-    "HPS_TRITON_METRICS_PORT": 8002,
-    "HPS_GATEWAY_PORT": 8080,
-}
-
-
-def ports(environ: Mapping[str, str]) -> dict[str, int]:
-    """The port of each role, from the environment where set."""
-    out = {}
-    for key, default in DEFAULT_PORTS.items():
-        value = environ.get(key, "").strip()
-        if value and not (value.isdigit() and 0 < int(value) < 65536):
-            raise SystemExit(f"localstack: {key}={value!r} is not a port number")
-        out[key] = int(value) if value else default
-    return out
-
-
-def build_tiers(environ: Mapping[str, str], root: Path = ROOT) -> list[Tier]:
-    p = ports(environ)
-    vlm_url = f"http://{HOST}:{p['HPS_VLM_PORT']}"
-    triton_http = f"http://{HOST}:{p['HPS_TRITON_HTTP_PORT']}"
-    gateway_url = f"http://{HOST}:{p['HPS_GATEWAY_PORT']}"
-    # Python children: our environment, unbuffered logs, and never a proxy for loopback calls.
-    loopback = f"{HOST},localhost"
-    base = {**environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": loopback, "no_proxy": loopback}
-    profile = {"HPS_PROFILE": "cpu", "HPS_VLM_URL": vlm_url}
-
-    vlm = Tier("vlm", [sys.executable, "-m", "vlm_server"],
-               env={**base, "HPS_VLM_HOST": HOST, "HPS_VLM_PORT": str(p["HPS_VLM_PORT"])},
-               ready_url=f"{vlm_url}/health", cwd=str(root))
-
-    argv, triton_env = triton_command(
-        root / "triton_repo", host=HOST, http_port=p["HPS_TRITON_HTTP_PORT"],
-        grpc_port=p["HPS_TRITON_GRPC_PORT"], metrics_port=p["HPS_TRITON_METRICS_PORT"],
-        work_dir=root / ".run" / "triton")
-    # The CPU recogniser queues 64 calls behind 2 workers: keep the engine's VLM bound well inside that. The
-    # ONNX layout model reads one page at a time, so batches of pages only make a newcomer's page wait.
-    cpu_defaults = {"HPS_VLM_MAX_CONCURRENCY": "16", "HPS_LAYOUT_BATCH_SIZE": "1"}
-    # triton_command passes the process's own HPS_*/OMP_* on; `environ` may be another mapping (tests).
-    passed = {k: v for k, v in environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
-    triton = Tier("triton", argv, env={**cpu_defaults, **triton_env, **passed, **profile},
-                  ready_url=f"{triton_http}/v2/health/ready",
-                  cwd=str(root))
-
-    gateway_env = {**base, **profile, "HPS_GATEWAY_HOST": HOST,
-                   "HPS_GATEWAY_PORT": str(p["HPS_GATEWAY_PORT"]),
-                   "HPS_TRITON_URL": f"{HOST}:{p['HPS_TRITON_GRPC_PORT']}"}
-    gateway = Tier("gateway", [sys.executable, "-m", "gateway"], env=gateway_env,
-                   ready_url=f"{gateway_url}/health/ready", cwd=str(root))
-    return [vlm, triton, gateway]
+from localstack.supervisor import Supervisor
+from localstack.tiers import HOST, build_tiers, ports
 
 
 def busy_ports(wanted: Mapping[str, int]) -> list[str]:
@@ -89,6 +29,14 @@ def busy_ports(wanted: Mapping[str, int]) -> list[str]:
     return busy
 
 
+def stop_grace(environ: Mapping[str, str]) -> float:
+    """Seconds a tier may take to stop: the gateway's drain (HPS_DRAIN_TIMEOUT, 30 s) and 10 more."""
+    try:
+        return float(environ.get("HPS_DRAIN_TIMEOUT") or 30) + 10
+    except ValueError:
+        return 40.0
+
+
 def main() -> int:
     problems = busy_ports(ports(os.environ))
     if problems:
@@ -97,7 +45,7 @@ def main() -> int:
         return 1
     gateway = f"http://{HOST}:{ports(os.environ)['HPS_GATEWAY_PORT']}"
 
-    supervisor = Supervisor(build_tiers(os.environ))
+    supervisor = Supervisor(build_tiers(os.environ), grace=stop_grace(os.environ))
 
     def announce() -> None:
         supervisor.say(f"ready: API {gateway}  docs {gateway}/docs  metrics {gateway}/metrics")

@@ -131,27 +131,29 @@ class Supervisor:
         state.readers = [reader]
 
     def stop(self) -> None:
-        """SIGTERM every group, SIGKILL what is still there after the grace period, reap everything."""
-        running = [s for s in self._states if s.proc is not None]
-        for s in running:
-            assert s.proc is not None
-            _signal_group(s.proc.pid, signal.SIGTERM)
+        """Stop the tiers in the reverse of their start order, as compose does: each drains what it is
+        doing while the tiers behind it still serve it. A tier's leader gets SIGTERM (its helpers, such as
+        Triton's model stubs, are the leader's to stop); what is still in its group after the leader exits,
+        or after the grace period, gets SIGKILL."""
+        for state in reversed(self._states):
+            if state.proc is not None:
+                self._stop_one(state)
+
+    def _stop_one(self, state: _State) -> None:
+        proc = state.proc
+        assert proc is not None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self._grace
-        while time.monotonic() < deadline and not self._hurry:
-            # The leader exiting is not enough: helpers it started (Triton's model stubs) share its group.
-            if all(s.proc.poll() is not None and not _signal_group(s.proc.pid, 0)  # type: ignore[union-attr]
-                   for s in running):
-                break
+        while proc.poll() is None and time.monotonic() < deadline and not self._hurry:
             time.sleep(0.05)
-        for s in running:
-            assert s.proc is not None
-            if _signal_group(s.proc.pid, 0):
-                self.say(f"{s.tier.name} did not stop within {self._grace:.0f}s: killing it")
-                _signal_group(s.proc.pid, signal.SIGKILL)
-            s.proc.wait()
-            for reader in s.readers:
-                reader.join(timeout=2)
-            s.proc = None
+        if proc.poll() is None:
+            self.say(f"{state.tier.name} did not stop within {self._grace:.0f}s: killing it")
+        _signal_group(proc.pid, signal.SIGKILL)   # the leader if it is still there, and what it left behind
+        proc.wait()
+        for reader in state.readers:
+            reader.join(timeout=2)
+        state.proc = None
 
     # -- the phases -----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,6 +35,15 @@ MIB = 1024 * 1024
 # stays well inside a container's default 64 MiB /dev/shm; a 70 MB upload grows it a few times.
 SHM_DEFAULT_BYTES = 16 * MIB
 SHM_GROWTH_BYTES = 16 * MIB
+
+# The Python backend's shared-memory regions are named after the server that made them (its PID and start
+# time), so that a start tells a crashed server's leftovers from a live server's regions: only the former go.
+SHM_DIR = Path("/dev/shm")
+SHM_PREFIX = "paddleocr_vl_"
+_SHM_NAME = re.compile(rf"^{SHM_PREFIX}(\d+)_(\d+)_")
+# The server is started through `sh -c 'exec ...'` so that it knows its own PID before it starts.
+_NAMED_BY_ITSELF = ('exec "$0" "$@" "--backend-config=python,shm-region-prefix-name='
+                    f'{SHM_PREFIX}$$_$(cut -d" " -f22 /proc/$$/stat)_"')
 
 # Environment the caller may hand to the server and its model stubs; everything else is left behind.
 PASSTHROUGH_PREFIXES = ("HPS_", "OMP_")
@@ -116,7 +126,9 @@ def triton_command(
 ) -> tuple[list[str], dict[str, str]]:
     """The argv and environment that start `tritonserver` on `model_repo` (prepares the backend directory)."""
     backend_dir = prepare_backend_dir(Path(work_dir) if work_dir else DEFAULT_WORK_DIR)
+    remove_shm_leftovers()
     argv = [
+        "/bin/sh", "-c", _NAMED_BY_ITSELF,
         str(server_binary()),
         f"--model-repository={Path(model_repo).resolve()}",
         f"--backend-directory={backend_dir.resolve()}",
@@ -139,6 +151,27 @@ def triton_command(
         *extra_args,
     ]
     return argv, server_env()
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def remove_shm_leftovers(shm_dir: Path = SHM_DIR) -> list[Path]:
+    """Remove the shared-memory regions of servers that are gone (a PID now dead, or reused by another
+    process); regions of other programs, and of live servers, stay. The ones removed."""
+    gone = []
+    for region in shm_dir.glob(f"{SHM_PREFIX}*"):
+        match = _SHM_NAME.match(region.name)
+        if match and _start_time(int(match.group(1))) != match.group(2):
+            region.unlink(missing_ok=True)
+            gone.append(region)
+    return gone
 
 
 def free_port(host: str = "127.0.0.1") -> int:

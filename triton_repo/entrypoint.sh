@@ -78,6 +78,22 @@ fi
 # device 0. Instance count and batching delay come from HPS_TRITON_INSTANCES / HPS_TRITON_QUEUE_DELAY_US.
 python "$source_repo/configure.py" --profile "$profile" --device-id 0 --out "$served_repo" >&2
 
+# The Python backend's shared-memory regions are named after this server (its PID and start time: `exec` below
+# keeps both), so that what a crashed server left in /dev/shm is removed here, and a live server's never is.
+# started PID: the start time (field 22 of /proc/PID/stat) of a live process, empty for none.
+started() {
+    local stat
+    read -r -a stat <"/proc/$1/stat" 2>/dev/null || return 0
+    echo "${stat[21]}"
+}
+shm_prefix="paddleocr_vl_$$_$(started $$)_"
+for region in /dev/shm/paddleocr_vl_*; do
+    [ -e "$region" ] || continue
+    name=${region#/dev/shm/paddleocr_vl_}
+    pid=${name%%_*} rest=${name#*_}
+    [ "$(started "$pid")" = "${rest%%_*}" ] || rm -f "$region"
+done
+
 args=(
     --model-repository="$served_repo"
     --http-port=8000 --grpc-port=8001 --metrics-port=8002
@@ -87,6 +103,7 @@ args=(
     # Shared memory per model instance for requests and responses (compose gives the container 4 GB).
     "--backend-config=python,shm-default-byte-size=104857600"
     "--backend-config=python,shm-growth-byte-size=10485760"
+    "--backend-config=python,shm-region-prefix-name=$shm_prefix"
     --log-verbose=0
 )
 if [ "$profile" = cpu ]; then

@@ -17,9 +17,11 @@ EXAMPLE = (ROOT / ".env.example").read_text()
 # Files that read variables by name (shell, compose, Dockerfiles, the launchers), not via pydantic-settings.
 NAMED_IN = ["compose.yaml", "prepare.sh", "triton_repo/entrypoint.sh", "triton_repo/Dockerfile",
             "triton_repo/configure.py", "vlm_server/entrypoint.sh", "vlm_server/Dockerfile",
-            "vlm_server/Dockerfile.cpu", "gateway/Dockerfile", "localstack/__main__.py"]
-VARIABLE = re.compile(r"\b(?:HPS|VLM|HF)_[A-Z0-9_]*[A-Z0-9]\b")
+            "vlm_server/Dockerfile.cpu", "gateway/Dockerfile", "localstack/tiers.py",
+            "localstack/__main__.py"]
+VARIABLE = re.compile(r"\b(?:(?:HPS|VLM|HF)_[A-Z0-9_]*[A-Z0-9]|GPU_DEVICE_ID)\b")
 INTERNAL = {"HF_HOME"}  # fixed inside the images, not a user setting
+NAMED_ALIASES = {"HPS_DEVICE_ID"}  # read beside GPU_DEVICE_ID by compose.yaml and configure.py
 
 
 def listed() -> set[str]:
@@ -49,6 +51,7 @@ def in_code() -> tuple[set[str], set[str]]:
         aliases |= a
     for path in NAMED_IN:
         primary |= set(VARIABLE.findall((ROOT / path).read_text()))
+    aliases |= NAMED_ALIASES
     return primary - INTERNAL - aliases, aliases
 
 

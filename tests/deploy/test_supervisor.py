@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from localstack import __main__ as stack
+from localstack import tiers
 from localstack.supervisor import Supervisor, Tier, is_ready
 
 # A fake tier: serves GET /health on its port. Options: --delay (seconds before it listens), --require URL
@@ -187,7 +188,7 @@ def test_local_stack_tiers_use_the_cpu_profile_loopback_and_the_port_variables(t
     env = {"HPS_GATEWAY_PORT": "18080", "HPS_VLM_PORT": "18118", "HPS_TRITON_HTTP_PORT": "18000",
            "HPS_TRITON_GRPC_PORT": "18001", "HPS_TRITON_METRICS_PORT": "18002", "PATH": os.environ["PATH"],
            "HPS_MAX_PAGES": "7"}
-    vlm, triton, gateway = stack.build_tiers(env, root=tmp_path)
+    vlm, triton, gateway = tiers.build_tiers(env, root=tmp_path)
 
     assert vlm.argv[1:] == ["-m", "vlm_server"]
     assert (vlm.env["HPS_VLM_HOST"], vlm.env["HPS_VLM_PORT"]) == ("127.0.0.1", "18118")
@@ -212,11 +213,11 @@ def test_local_stack_tiers_use_the_cpu_profile_loopback_and_the_port_variables(t
 
 
 def test_default_ports_and_a_bad_port_value():
-    assert stack.ports({}) == {"HPS_VLM_PORT": 8118, "HPS_TRITON_HTTP_PORT": 8000,
+    assert tiers.ports({}) == {"HPS_VLM_PORT": 8118, "HPS_TRITON_HTTP_PORT": 8000,
                                "HPS_TRITON_GRPC_PORT": 8001, "HPS_TRITON_METRICS_PORT": 8002,
                                "HPS_GATEWAY_PORT": 8080}
     with pytest.raises(SystemExit, match="HPS_GATEWAY_PORT='http' is not a port number"):
-        stack.ports({"HPS_GATEWAY_PORT": "http"})
+        tiers.ports({"HPS_GATEWAY_PORT": "http"})
 
 
 def test_a_busy_port_is_reported_with_the_variable_that_moves_it():

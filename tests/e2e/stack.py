@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import psutil
 
-from localstack.__main__ import DEFAULT_PORTS, HOST, build_tiers
 from localstack.supervisor import Supervisor
+from localstack.tiers import DEFAULT_PORTS, HOST, build_tiers
 from localstack.triton import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
