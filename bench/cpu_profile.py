@@ -27,9 +27,9 @@ import time
 
 import httpx
 
-from bench.measure import b64, cli, machine
-from bench.stack import Stack, running_stack
-from tests.documents import CHINESE, PageTruth, char_accuracy, sample_pdf
+from bench.measure import bench_stack, cli, machine
+from devkit.documents import CHINESE, PageTruth, b64, char_accuracy, sample_pdf
+from devkit.stack import Stack
 
 TIERS = ("gateway", "triton", "vlm")
 CELL = re.compile(r"<td[^>]*>(.*?)</td>", re.S)
@@ -58,7 +58,7 @@ def weighted(scores: list[tuple[float, int]]) -> tuple[float, int]:
 
 async def parse(http: httpx.AsyncClient, stack: Stack, pdf: bytes) -> tuple[float, dict]:
     start = time.perf_counter()
-    response = await http.post(f"{stack.gateway}/layout-parsing",
+    response = await http.post(f"{stack.url}/layout-parsing",
                                json={"file": b64(pdf), "fileType": 0, "visualize": False})
     if response.status_code != 200:
         raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"CPU profile: {machine()}")
     print("local stack as `make up` runs it: PicoDet layout, PP-OCR recogniser; sample PDFs at scale 2.0")
-    with running_stack() as stack:
+    with bench_stack() as stack:
         return asyncio.run(measure(stack, args.pages, args.repeat))
 
 

@@ -22,9 +22,9 @@ import time
 
 import httpx
 
-from tests.documents import edit_distance, sample_pdf
-from tests.servers import serve_in_thread
-from tests.vlm_server.pages import Crop, block_crops, typical_page
+from devkit.documents import edit_distance, sample_pdf
+from devkit.pages import Crop, block_crops, typical_page
+from devkit.servers import serve_in_thread
 from vlm_server.app import create_app
 from vlm_server.recogniser import OcrRecogniser, Task
 from vlm_server.settings import VLMServerSettings

@@ -26,9 +26,9 @@ import httpx
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
-from bench.measure import Run, b64, cli, closed_loop, machine
-from bench.stack import Stack, running_stack
-from tests.documents import encode_image, render_page, sample_pdf
+from bench.measure import Run, bench_stack, cli, closed_loop, machine
+from devkit.documents import b64, encode_image, render_page, sample_pdf
+from devkit.stack import Stack
 
 PATHS = ("direct", "gateway")
 
@@ -135,7 +135,7 @@ async def workload(stack: Stack, paths: Paths, model: str, payload: bytes,
 
 async def measure(stack: Stack, args: argparse.Namespace) -> int:
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-    async with httpx.AsyncClient(base_url=stack.gateway, timeout=60, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60, limits=limits) as http:
         triton = grpcclient.InferenceServerClient(stack.triton_grpc)
         try:
             paths = Paths(http, triton)
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"gateway overhead: {machine()}")
     print("stack: gateway (default settings) -> Triton -> synthetic recogniser (service time 0, 64 parallel)")
-    with running_stack(synthetic=(0.0, 64)) as stack:
+    with bench_stack(synthetic=(0.0, 64)) as stack:
         return asyncio.run(measure(stack, args))
 
 

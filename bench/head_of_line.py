@@ -23,10 +23,10 @@ import time
 
 import httpx
 
-from bench.measure import b64, cli, machine
-from bench.stack import Stack, running_stack
+from bench.measure import bench_stack, cli, machine
+from devkit.documents import b64, sample_pdf
+from devkit.stack import Stack
 from docengine.settings import EngineSettings
-from tests.documents import sample_pdf
 
 TARGET = 1.2
 
@@ -34,7 +34,7 @@ TARGET = 1.2
 async def timed(http: httpx.AsyncClient, stack: Stack, body: dict, delay: float = 0.0) -> float:
     await asyncio.sleep(delay)
     start = time.perf_counter()
-    response = await http.post(f"{stack.gateway}/layout-parsing", json=body)
+    response = await http.post(f"{stack.url}/layout-parsing", json=body)
     if response.status_code != 200:
         raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
     return time.perf_counter() - start
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
           f"HPS_VLM_MAX_CONCURRENCY={args.parallel}, HPS_VLM_REQUEST_SHARE={share}, other settings as the "
           f"environment or the local stack set them; median of {args.repeat}")
     triton_env = {"HPS_VLM_MAX_CONCURRENCY": str(args.parallel)}
-    with running_stack(synthetic=(args.service_time, args.parallel), triton_env=triton_env) as stack:
+    with bench_stack(synthetic=(args.service_time, args.parallel), engine_env=triton_env) as stack:
         results = asyncio.run(measure(stack, args.repeat, delays))
     print(f"{'1-page sent':28} {'alone s':>8} {'with 30p s':>10} {'ratio':>6} {'30-page s':>10}")
     met = True

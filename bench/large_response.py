@@ -17,9 +17,8 @@ import time
 
 import httpx
 
-from bench.measure import b64, cli, machine
-from bench.stack import running_stack
-from tests.documents import sample_pdf
+from bench.measure import bench_stack, cli, machine
+from devkit.documents import b64, sample_pdf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"large response: {machine()}")
     body = {"file": b64(sample_pdf(args.pages)[0]), "fileType": 0, "visualize": True}
-    with running_stack(synthetic=(0.0, 64)) as stack, \
-            httpx.Client(base_url=stack.gateway, timeout=600) as http:
+    with bench_stack(synthetic=(0.0, 64)) as stack, \
+            httpx.Client(base_url=stack.url, timeout=600) as http:
         cpu_ms, sizes, walls = [], [], []
         for n in range(args.requests + 1):
             before, started = stack.cpu_seconds("gateway"), time.monotonic()

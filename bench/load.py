@@ -33,9 +33,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.measure import b64, cli, machine, pct
-from bench.stack import cpu_seconds, listener, process_tree, rss_mib, running_stack
-from tests.documents import encode_image, render_page, sample_pdf
+from bench.measure import bench_stack, cli, listener, machine, pct
+from devkit.documents import b64, encode_image, render_page, sample_pdf
+from devkit.stack import cpu_seconds, process_tree, rss_mib
 
 INTENDED = {429: "rate limited", 503: "overloaded"}
 
@@ -227,9 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"own stack: HPS_MAX_CONCURRENT_REQUESTS={args.max_concurrent}, HPS_MAX_QUEUED_REQUESTS="
           f"{args.max_queued}, HPS_RATE_LIMIT={args.rate_limit or 'off'}, UVICORN_WORKERS={workers}; "
           f"synthetic recogniser {args.service_time:g} s x {args.parallel}")
-    with running_stack(synthetic=(args.service_time, args.parallel), gateway_env=gateway_env) as stack:
+    with bench_stack(synthetic=(args.service_time, args.parallel), gateway_env=gateway_env) as stack:
         groups = {tier: stack.supervisor.pid(tier) for tier in ("gateway", "triton")}
-        return asyncio.run(run(stack.gateway, groups, args))
+        return asyncio.run(run(stack.url, groups, args))
 
 
 if __name__ == "__main__":

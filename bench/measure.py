@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import platform
 import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import psutil
+
+from devkit.stack import Stack, running_stack
 
 
 def machine() -> str:
@@ -68,10 +71,6 @@ def cli(main: Callable[[], int]) -> int:
         return 130
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (linear interpolation); NaN for no values."""
     return float(np.percentile(values, q)) if values else float("nan")
@@ -122,3 +121,31 @@ async def closed_loop(call: Callable[[], Awaitable[str]], *, clients: int, secon
     await asyncio.gather(*(client() for _ in range(clients)))
     run.seconds = last - start
     return run
+
+
+def bench_stack(synthetic: tuple[float, int] | None = None,
+                **kwargs: Any) -> AbstractContextManager[Stack]:
+    """The local stack as the benchmarks run it: the environment's HPS_* settings kept, the tiers' logs at
+    WARNING (no per-request lines in what is measured), and `synthetic=(service time, parallel calls)`
+    serving the synthetic recogniser instead of the CPU one."""
+    if synthetic is not None:
+        service_time, parallel = synthetic
+        kwargs |= {"recogniser": "synthetic",
+                   "recogniser_args": ["--service-time", str(service_time), "--parallel", str(parallel)]}
+    return running_stack(inherit=True, log_level="WARNING", **kwargs)
+
+
+def listener(port: int) -> int | None:
+    """The process serving a local TCP port: for uvicorn's workers (multiprocessing children sharing their
+    parent's socket), the parent that started them, so that its tree holds them all."""
+    pid = next((c.pid for c in psutil.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid), None)
+    if pid is None:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        while "multiprocessing" in " ".join(proc.cmdline()) and (parent := proc.parent()) is not None:
+            proc = parent
+        return proc.pid
+    except psutil.NoSuchProcess:
+        return None

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from bench.measure import b64, cli, machine
-from bench.stack import Stack, running_stack
-from tests.documents import sample_pdf
+from bench.measure import bench_stack, cli, machine
+from devkit.documents import b64, sample_pdf
+from devkit.stack import Stack
 
 TIERS = ("gateway", "triton", "vlm")
 
@@ -70,7 +70,7 @@ def cpu_seconds(stack: Stack) -> dict[str, float]:
 
 
 async def served(http: httpx.AsyncClient, stack: Stack) -> int:
-    return int((await http.get(f"{stack.vlm}/stats")).json()["served"])
+    return int((await http.get(f"{stack.vlm_url}/stats")).json()["served"])
 
 
 async def drive(stack: Stack, body: dict, pages: int, *, clients: int, ramp: float, warmup: float,
@@ -86,7 +86,7 @@ async def drive(stack: Stack, body: dict, pages: int, *, clients: int, ramp: flo
         async def client(index: int) -> None:
             await asyncio.sleep(ramp * index / clients)
             while time.monotonic() < window_end:
-                response = await http.post(f"{stack.gateway}/layout-parsing", json=body)
+                response = await http.post(f"{stack.url}/layout-parsing", json=body)
                 if response.status_code != 200:
                     key = f"HTTP {response.status_code}"
                     load.failures[key] = load.failures.get(key, 0) + 1
@@ -113,14 +113,14 @@ async def drive(stack: Stack, body: dict, pages: int, *, clients: int, ramp: flo
 
 async def probe(stack: Stack, body: dict) -> dict:
     async with httpx.AsyncClient(timeout=300) as http:
-        response = await http.post(f"{stack.gateway}/layout-parsing", json=body)
+        response = await http.post(f"{stack.url}/layout-parsing", json=body)
         response.raise_for_status()
         return response.json()
 
 
 def stack_settings(vlm_concurrency: int, scale: float) -> dict[str, dict[str, str]]:
     triton = {"HPS_VLM_MAX_CONCURRENCY": str(vlm_concurrency), "HPS_PDF_RENDER_SCALE": str(scale)}
-    return {"triton_env": triton,
+    return {"engine_env": triton,
             "gateway_env": {"HPS_MAX_CONCURRENT_REQUESTS": "64"}}
 
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
           f"visualize off); HPS_VLM_MAX_CONCURRENCY={vlm_concurrency}, HPS_MAX_CONCURRENT_REQUESTS=64")
 
     if args.capacity_seconds > 0:
-        with running_stack(synthetic=(0.0, 4 * args.parallel), **settings) as stack:
+        with bench_stack(synthetic=(0.0, 4 * args.parallel), **settings) as stack:
             bpp = blocks_of(asyncio.run(probe(stack, body))) / args.pages
             load, window = asyncio.run(drive(stack, body, args.pages, clients=args.clients, ramp=0, warmup=5,
                                              seconds=args.capacity_seconds))
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{bpp:.2f} blocks/page); cores: {cores(window)}")
 
     rate = args.parallel / args.service_time
-    with running_stack(synthetic=(args.service_time, args.parallel), **settings) as stack:
+    with bench_stack(synthetic=(args.service_time, args.parallel), **settings) as stack:
         bpp = blocks_of(asyncio.run(probe(stack, body))) / args.pages
         ramp = args.clients * args.pages / (rate / bpp) if args.ramp < 0 else args.ramp
         load, window = asyncio.run(drive(stack, body, args.pages, clients=args.clients, ramp=ramp,

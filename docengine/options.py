@@ -10,7 +10,7 @@ is read as one chart or seal, and the Markdown and `model_settings` say so, as P
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,16 +27,22 @@ TASK_KINDS = tuple(prompts.PROMPTS)
 
 
 @dataclass
-class RecognitionOptions:
-    """What recognition reads: the block switches and the VLM's sampling settings, defaults filled in."""
+class Switches:
+    """The block switches of a request, defaults filled in: recognition and assembly both read them."""
 
     use_layout_detection: bool = True
     use_chart_recognition: bool = False
     use_seal_recognition: bool = False
     use_ocr_for_image_block: bool = False
     merge_layout_blocks: bool = True
-    prompt_label: str = "ocr"
     format_block_content: bool = False
+
+
+@dataclass
+class RecognitionOptions(Switches):
+    """What recognition reads: the switches, the page's prompt without layout, and the VLM's sampling."""
+
+    prompt_label: str = "ocr"
     temperature: float = 0.0
     top_p: float | None = None
     repetition_penalty: float | None = None
@@ -60,20 +66,14 @@ class RecognitionOptions:
 
 
 @dataclass
-class AssembleOptions:
-    """What assembly reads: the output switches, and the block switches `model_settings` reports."""
+class AssembleOptions(Switches):
+    """What assembly reads: the switches (which `model_settings` reports) and the output options."""
 
     prettify_markdown: bool = True
     show_formula_number: bool = False
     markdown_ignore_labels: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE_LABELS))
     return_markdown_images: bool = True
     visualize: bool = True
-    format_block_content: bool = False
-    use_layout_detection: bool = True
-    use_chart_recognition: bool = False
-    use_seal_recognition: bool = False
-    use_ocr_for_image_block: bool = False
-    merge_layout_blocks: bool = True
     return_layout_polygon_points: bool = True
     max_output_image_size: int = 2000
 
@@ -157,22 +157,21 @@ def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
         use_seal = use_seal or prompt_label == "seal"
         if prompt_label in ("seal", "spotting") and settings.pipeline_name == "PaddleOCR-VL":
             raise InvalidInputError(f"promptLabel '{prompt_label}' needs PaddleOCR-VL-1.5 or newer")
-    use_ocr_for_image_block = _default(req.use_ocr_for_image_block, False)
-    merge_layout_blocks = _default(req.merge_layout_blocks, True)
-    format_block_content = _default(req.format_block_content, False)
-
+    switches = Switches(
+        use_layout_detection=use_layout,
+        use_chart_recognition=use_chart,
+        use_seal_recognition=use_seal,
+        use_ocr_for_image_block=_default(req.use_ocr_for_image_block, False),
+        merge_layout_blocks=_default(req.merge_layout_blocks, True),
+        format_block_content=_default(req.format_block_content, False),
+    )
     temperature = _sampling(req.temperature, extra, "temperature", allow_zero=True)
     max_new_tokens = _sampling(req.max_new_tokens, extra, "max_new_tokens")
     if max_new_tokens is not None and max_new_tokens != int(max_new_tokens):
         raise InvalidInputError("vlmExtraArgs.max_new_tokens must be an integer")
     recognition = RecognitionOptions(
-        use_layout_detection=use_layout,
-        use_chart_recognition=use_chart,
-        use_seal_recognition=use_seal,
-        use_ocr_for_image_block=use_ocr_for_image_block,
-        merge_layout_blocks=merge_layout_blocks,
+        **asdict(switches),
         prompt_label=prompt_label,
-        format_block_content=format_block_content,
         temperature=0.0 if temperature is None else temperature,
         top_p=_sampling(req.top_p, extra, "top_p"),
         repetition_penalty=_sampling(req.repetition_penalty, extra, "repetition_penalty"),
@@ -181,18 +180,13 @@ def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
                 for k in TASK_KINDS},
     )
     assemble = AssembleOptions(
+        **asdict(switches),
         prettify_markdown=req.prettify_markdown,
         show_formula_number=req.show_formula_number,
         markdown_ignore_labels=list(
             DEFAULT_IGNORE_LABELS if req.markdown_ignore_labels is None else req.markdown_ignore_labels),
         return_markdown_images=req.return_markdown_images,
         visualize=_default(req.visualize, settings.visualize),
-        format_block_content=format_block_content,
-        use_layout_detection=use_layout,
-        use_chart_recognition=use_chart,
-        use_seal_recognition=use_seal,
-        use_ocr_for_image_block=use_ocr_for_image_block,
-        merge_layout_blocks=merge_layout_blocks,
         return_layout_polygon_points=req.layout_shape_mode != "rect",
         max_output_image_size=settings.max_output_image_size,
     )

@@ -59,6 +59,20 @@ class Engine:
         self.vlm = vlm or VLMClient.from_settings(settings)
         self._http: httpx.AsyncClient | None = None
 
+    def stats(self) -> dict[str, int]:
+        """Running totals and current levels of the engine's work, exported as Triton metrics."""
+        caller = getattr(self.vlm, "caller", None)
+        return {
+            "layout_batches_total": self.layout.batches_run,
+            "layout_pages_total": self.layout.pages_detected,
+            "vlm_calls_total": getattr(caller, "calls_total", 0),
+            "vlm_retries_total": getattr(caller, "retries_total", 0),
+            "vlm_failures_total": self.vlm.failures_total,
+            "vlm_in_flight": self.vlm.in_flight,
+            "vlm_queued": self.vlm.queued(),
+            "vlm_requests": self.vlm.owners(),
+        }
+
     async def aclose(self) -> None:
         await self.layout.aclose()
         await self.vlm.aclose()

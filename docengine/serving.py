@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +26,12 @@ from contract.names import INPUT, OUTPUT, STATUS
 log = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str | None], Awaitable[dict[str, Any]]]
+
+
+def setup_logging() -> None:
+    """The models' log format and level (HPS_LOG_LEVEL), the same for every model of the repository."""
+    logging.basicConfig(level=os.environ.get("HPS_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def http_status(envelope: dict[str, Any]) -> int:

@@ -9,7 +9,6 @@ them as the Triton request id.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from contract.envelope import client_log_id, validation_message
 from gateway import context
 from gateway.admission import Pool
 from gateway.errors import BadRequest, Unauthorized, UnsupportedMediaType, ValidationFailed
+from gateway.keys import is_known, presented_key
 from gateway.settings import Settings
 from gateway.triton import TritonClient
 
@@ -46,14 +46,14 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API 
 
 
 async def require_api_key(
+    request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    header_key: Annotated[str | None, Depends(_api_key)],
+    _documents_bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _documents_header: Annotated[str | None, Depends(_api_key)],
 ) -> None:
-    """401 unless the request shows one of HPS_API_KEYS (only used when keys are configured)."""
-    presented = bearer.credentials if bearer else header_key
-    if not presented or not any(hmac.compare_digest(presented.encode(), key.encode())
-                                for key in settings.api_keys):
+    """401 unless the request shows one of HPS_API_KEYS (only used when keys are configured). The two
+    security dependencies declare both ways of sending a key in the OpenAPI document."""
+    if not is_known(presented_key(request.headers), settings.api_keys):
         raise Unauthorized(headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
 from gateway.errors import RateLimited, to_response
+from gateway.keys import is_known, presented_key
 from gateway.settings import IPNetwork
 from gateway.shutdown import EXEMPT
 
@@ -119,14 +120,6 @@ def client_ip(scope: Scope, headers: Headers, trusted: Iterable[IPNetwork]) -> s
     return hops[0] if hops else peer
 
 
-def presented_key(headers: Headers) -> str | None:
-    auth = headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return headers.get("x-api-key") or None
-
-
 class RateLimiter:
     def __init__(self, spec: str, storage: Storage, api_keys: frozenset[str],
                  trusted_proxies: Iterable[IPNetwork]) -> None:
@@ -137,7 +130,7 @@ class RateLimiter:
 
     def client(self, scope: Scope, headers: Headers) -> str:
         key = presented_key(headers) if self.api_keys else None
-        if key is not None and key in self.api_keys:
+        if key is not None and is_known(key, self.api_keys):
             return "key:" + hashlib.sha256(key.encode()).hexdigest()[:24]
         return "ip:" + client_ip(scope, headers, self.trusted)
 

@@ -35,8 +35,8 @@ class LayoutScheduler:
         self._turns = itertools.count()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
-        self.batches_run = 0
-        self.largest_batch = 0
+        self.batches_run = 0       # exported as metrics (docengine.serving)
+        self.pages_detected = 0
 
     async def detect(self, owner: str, page: np.ndarray) -> list[Detection]:
         """Detections of one page; `owner` groups the pages of one request for the turns."""
@@ -97,7 +97,7 @@ class LayoutScheduler:
         by the worker while it waits for the next one."""
         pages = [page for page, _ in batch]
         self.batches_run += 1
-        self.largest_batch = max(self.largest_batch, len(batch))
+        self.pages_detected += len(batch)
         try:
             results = await asyncio.to_thread(self._detector.detect, pages)
         except asyncio.CancelledError:

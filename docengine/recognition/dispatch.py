@@ -96,8 +96,9 @@ class FairDispatcher:
             return len(state.queue) if state else 0
         return sum(len(s.queue) for s in self._owners.values())
 
-    def queued_by_owner(self) -> dict[str, int]:
-        return {name: len(s.queue) for name, s in self._owners.items() if s.queue}
+    def owners(self) -> int:
+        """Owners (requests) with calls queued, in flight or awaited."""
+        return len(self._owners)
 
     # --- public API ---------------------------------------------------------------------------------------
 

@@ -41,11 +41,6 @@ def task_kind(label: str, *, use_chart_recognition: bool, use_seal_recognition: 
     return "ocr"
 
 
-def prompt_for(label: str, *, use_chart_recognition: bool, use_seal_recognition: bool) -> str:
-    return PROMPTS[task_kind(label, use_chart_recognition=use_chart_recognition,
-                             use_seal_recognition=use_seal_recognition)]
-
-
 def unsent_labels(*, use_chart_recognition: bool, use_seal_recognition: bool,
                   use_ocr_for_image_block: bool) -> frozenset[str]:
     """Labels kept as pictures, not sent to the VLM (also never merged with text)."""

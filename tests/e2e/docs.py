@@ -1,5 +1,5 @@
-"""Documents the end-to-end tests need beyond `tests.documents`: a page with a picture, a table split over two
-pages, and hand-made broken files. Made with pymupdf (tests only), texts known.
+"""Documents the end-to-end tests need beyond `devkit.documents`: a page with a picture, a table split over
+two pages, and hand-made broken files. Made with pymupdf (tests only), texts known.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pymupdf
 from PIL import Image, ImageDraw
 
-from tests.documents import CHINESE, HEADER, HEADING, PARAGRAPHS, TITLE, cjk_font, draw_table, save_pdf
+from devkit.documents import CHINESE, HEADER, HEADING, PARAGRAPHS, TITLE, cjk_font, draw_table, save_pdf
 
 CAPTION = "Figure 1: Regions found on a page"
 SPLIT_COLUMNS = ["Region", "Count", "Share"]

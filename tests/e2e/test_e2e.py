@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from docengine.layout.labels import LABELS
-from tests.documents import (
+from devkit.documents import (
     CHINESE,
     FOOTER,
     FORMULA,
@@ -24,14 +23,16 @@ from tests.documents import (
     PARAGRAPHS,
     TABLE,
     TITLE,
+    b64,
     char_accuracy,
     encode_image,
     multipage_tiff,
     render_page,
     sample_pdf,
 )
+from devkit.stack import Stack, running_stack
+from docengine.layout.labels import LABELS
 from tests.e2e import docs
-from tests.e2e.stack import Stack, b64, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ A4_AT_SCALE_2 = {"width": 1190, "height": 1684}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("e2e"), recogniser="cpu") as running:
+    with running_stack(tmp_path_factory.mktemp("e2e"), recogniser="cpu", workers=1) as running:
         yield running
 
 
@@ -178,7 +179,7 @@ def test_a_multi_page_pdf_comes_back_in_paddlex_shape_with_its_text_table_and_or
 
     for index, (page, truth) in enumerate(zip(pages, truths, strict=True)):
         assert_page_shape(page, A4_AT_SCALE_2, visualized=True)
-        # The Chinese paragraph of tests.documents has no embedded font, so PDFium draws nothing for it;
+        # The Chinese paragraph of devkit.documents has no embedded font, so PDFium draws nothing for it;
         # Chinese is checked on images and on documents with an embedded font below.
         accuracy = text_accuracy([t for t in truth.texts if t != CHINESE], page)
         assert min(accuracy.values()) >= 0.9, accuracy

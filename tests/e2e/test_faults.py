@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.documents import encode_image, render_page, sample_pdf
-from tests.e2e.stack import Stack, b64, eventually, running_stack
+from devkit.documents import b64, encode_image, render_page, sample_pdf
+from devkit.stack import Stack, eventually, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,8 @@ CANCELLED = "request cancelled by its client"  # what the Triton model logs when
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("faults"), recogniser="faulty", restart_backoff=BACKOFF,
+    with running_stack(tmp_path_factory.mktemp("faults"), recogniser="tests.e2e.faulty_recogniser",
+                       workers=1, restart_backoff=BACKOFF,
                        engine_env={"HPS_VLM_MAX_CONCURRENCY": "2"},
                        gateway_env={"HPS_INFERENCE_TIMEOUT": str(TIMEOUT)}) as running:
         yield running
@@ -211,7 +212,8 @@ def test_triton_killed_gives_503s_naming_it_and_the_gateway_recovers_when_it_is_
 def busy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The synthetic recogniser at 2 s per call, all of a request's calls at once, so that a request takes
     2-3 s; a gateway of two workers, as production runs several."""
-    with running_stack(tmp_path_factory.mktemp("drain"), recogniser="synthetic", restart_backoff=BACKOFF,
+    with running_stack(tmp_path_factory.mktemp("drain"), recogniser="synthetic", workers=1,
+                       restart_backoff=BACKOFF,
                        recogniser_args=["--service-time", "2.0", "--parallel", "64"],
                        engine_env={"HPS_VLM_MAX_CONCURRENCY": "64"},
                        gateway_env={"UVICORN_WORKERS": "2", "HPS_DRAIN_TIMEOUT": "30"}) as running:

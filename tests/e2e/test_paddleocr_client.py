@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.documents import TITLE, encode_image, render_page, sample_pdf
+from devkit.documents import TITLE, encode_image, render_page, sample_pdf
+from devkit.stack import Stack, running_stack
 from tests.e2e import docs
-from tests.e2e.stack import Stack, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ CLIENT = Path(__file__).with_name("paddleocr_client.py")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("client"), recogniser="cpu") as running:
+    with running_stack(tmp_path_factory.mktemp("client"), recogniser="cpu", workers=1) as running:
         yield running
 
 

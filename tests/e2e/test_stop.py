@@ -21,10 +21,10 @@ import httpx
 import psutil
 import pytest
 
+from devkit.documents import b64, sample_pdf
+from devkit.stack import ROOT, eventually
 from localstack.tiers import DEFAULT_PORTS, HOST
 from localstack.triton import SHM_DIR, SHM_PREFIX, free_port
-from tests.documents import sample_pdf
-from tests.e2e.stack import ROOT, b64, eventually
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from contract.models import LayoutParsingRequest
+from devkit.documents import render_page, sample_pdf
 from docengine.blocks import PageWork, finish_page, parse_spotting, prepare_page
 from docengine.errors import InvalidInputError
 from docengine.options import RecognitionOptions, parse_options
 from docengine.settings import EngineSettings
 from docengine.types import LayoutBox
-from tests.documents import render_page, sample_pdf
 
 # Where things are on page 0 of `sample_pdf()` rendered at 144 dpi (1190 x 1684 px).
 TITLE = [110, 140, 830, 200]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from devkit.documents import render_page, sample_pdf
 from docengine.recognition import crops
-from tests.documents import render_page, sample_pdf
 
 
 @pytest.fixture(scope="module")

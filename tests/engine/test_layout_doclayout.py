@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from devkit.documents import render_page, sample_pdf
 from docengine.layout.doclayout import DocLayout, class_map, mask_polygon, order_seq
 from docengine.layout.labels import LABEL_IDS, LABELS
 from docengine.layout.postprocess import postprocess
 from docengine.profiles import build_detector
 from docengine.settings import EngineSettings
 from docengine.types import Detection, LayoutParams
-from tests.documents import render_page, sample_pdf
 from tests.engine.tiny_doclayout import build_tiny_doclayout
 
 

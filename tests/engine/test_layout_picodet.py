@@ -6,13 +6,13 @@ import numpy as np
 import pymupdf
 import pytest
 
+from devkit.documents import FORMULA, HEADER, PARAGRAPHS, TITLE, sample_pdf
 from docengine.layout.labels import LABEL_IDS, LABELS
 from docengine.layout.picodet import PicoDetLayout, bundled_model_path, reading_order
 from docengine.layout.postprocess import filter_overlap_boxes, postprocess
 from docengine.profiles import build_detector, layout_defaults
 from docengine.settings import EngineSettings
 from docengine.types import Detection, LayoutBox
-from tests.documents import FORMULA, HEADER, PARAGRAPHS, TITLE, sample_pdf
 
 SCALE = 2.0
 CPU = EngineSettings(profile="cpu")

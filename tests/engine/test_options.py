@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from contract.models import LayoutParsingRequest
+from devkit.documents import sample_pdf
 from docengine.options import parse_options
 from docengine.pipeline import Engine
 from docengine.settings import EngineSettings
 from docengine.types import VLMTask
-from tests.documents import sample_pdf
 
 
 class Reader:

@@ -22,13 +22,13 @@ import pymupdf
 import pytest
 
 from contract.models import LayoutParsingRequest
+from devkit.documents import eager_page_sizes
 from docengine import inputs, pipeline
 from docengine.errors import VLMUnavailableError
 from docengine.pipeline import Engine
 from docengine.restructure import restructure_pages
 from docengine.settings import EngineSettings
 from docengine.types import Detection, Source, VLMTask
-from tests.documents import eager_page_sizes
 
 PAGES = 40
 TEXT = 22   # PP-DocLayout's "text"

@@ -25,7 +25,8 @@ from docengine.recognition import prompts
     ("image", False, False, "OCR:"),
 ])
 def test_prompt_per_label(label: str, chart: bool, seal: bool, prompt: str) -> None:
-    assert prompts.prompt_for(label, use_chart_recognition=chart, use_seal_recognition=seal) == prompt
+    kind = prompts.task_kind(label, use_chart_recognition=chart, use_seal_recognition=seal)
+    assert prompts.PROMPTS[kind] == prompt
 
 
 def test_pictures_charts_and_seals_stay_unsent_unless_asked_for() -> None:

@@ -12,7 +12,8 @@ import pytest
 from docengine.assemble import assemble_page
 from docengine.errors import InvalidInputError
 from docengine.options import AssembleOptions
-from docengine.restructure import numbering_style, relevel_paragraph_titles, restructure_pages
+from docengine.restructure import restructure_pages
+from docengine.titles import numbering_style, relevel_paragraph_titles
 from docengine.types import Block
 
 W, H = 1000, 1400

@@ -15,8 +15,9 @@ from docengine.serving import AsyncRequestRunner
 
 
 class FakeRequest:
-    def __init__(self, body: dict) -> None:
+    def __init__(self, body: dict, request_id: str = "") -> None:
         self.raw = json.dumps(body).encode()
+        self.id = request_id
         self.sent: list[tuple[object, int]] = []
         self.cancelled = False
         self.done = threading.Event()
@@ -30,6 +31,9 @@ class FakeRequest:
 
     def is_cancelled(self) -> bool:
         return self.cancelled
+
+    def request_id(self) -> str:
+        return self.id
 
 
 class FakeTensor:
@@ -51,16 +55,23 @@ pb = SimpleNamespace(
 )
 
 
-async def sleepy_handler(raw: bytes) -> dict:
+async def sleepy_handler(raw: bytes, log_id: str | None) -> dict:
     body = json.loads(raw)
-    await asyncio.sleep(body["sleep"])
-    return {"logId": body["id"], "errorCode": 0, "errorMsg": "Success"}
+    await asyncio.sleep(body.get("sleep", 0))
+    if "error" in body:
+        return {"logId": log_id, "errorCode": body["error"], "errorMsg": "refused"}
+    return {"logId": body.get("id", log_id), "errorCode": 0, "errorMsg": "Success"}
 
 
 def answer(req: FakeRequest) -> dict:
+    """The envelope sent for `req`, checked against the status sent beside it."""
     response, flags = req.sent[0]
     assert flags == FINAL and response.error is None
-    return json.loads(response.outputs[0].array[0, 0])
+    body, status = response.outputs
+    envelope = json.loads(body.array[0, 0])
+    assert (body.name, status.name) == ("output", "status") and status.array.dtype == np.int32
+    assert int(status.array[0, 0]) == (200 if envelope["errorCode"] == 0 else envelope["errorCode"])
+    return envelope
 
 
 def test_submit_returns_at_once_and_each_request_is_answered_when_done():
@@ -82,7 +93,7 @@ def test_a_cancelled_request_stops_its_work_and_gets_an_error():
     runner = AsyncRequestRunner(pb, cancel_poll_s=0.02)
     finished = []
 
-    async def handler(raw: bytes) -> dict:
+    async def handler(raw: bytes, log_id: str | None) -> dict:
         await asyncio.sleep(5)
         finished.append(raw)
         return {}
@@ -113,7 +124,7 @@ def test_in_flight_bound_holds_back_further_requests():
 def test_a_handler_crash_becomes_a_triton_error_not_a_hang():
     runner = AsyncRequestRunner(pb, cancel_poll_s=0.02)
 
-    async def broken(raw: bytes) -> dict:
+    async def broken(raw: bytes, log_id: str | None) -> dict:
         raise RuntimeError("boom")
 
     try:
@@ -121,5 +132,17 @@ def test_a_handler_crash_becomes_a_triton_error_not_a_hang():
         runner.submit([req], broken)
         assert req.done.wait(2)
         assert "boom" in req.sent[0][0].error.message
+    finally:
+        runner.stop()
+
+
+def test_the_triton_request_id_reaches_the_handler_and_the_status_travels_beside():
+    runner = AsyncRequestRunner(pb, cancel_poll_s=0.02)
+    try:
+        named, refused = FakeRequest({}, request_id="gateway-7"), FakeRequest({"error": 422}, "gateway-8")
+        runner.submit([named, refused], sleepy_handler)
+        assert named.done.wait(2) and refused.done.wait(2)
+        assert answer(named) == {"logId": "gateway-7", "errorCode": 0, "errorMsg": "Success"}
+        assert answer(refused)["errorCode"] == 422
     finally:
         runner.stop()

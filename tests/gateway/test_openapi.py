@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import run_schemathesis
+from devkit.servers import run_schemathesis
 
 from .conftest import Gateway
 

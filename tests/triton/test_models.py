@@ -18,9 +18,10 @@ import pytest
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from devkit.documents import encode_image, render_page, sample_pdf
+from devkit.servers import serve_in_thread
+from devkit.stack import eventually
 from localstack.triton import start_triton
-from tests.documents import encode_image, render_page, sample_pdf
-from tests.servers import serve_in_thread
 from vlm_server.synthetic import DEFAULT_ANSWER, create_app
 
 REPO = Path(__file__).resolve().parents[2] / "triton_repo"
@@ -137,6 +138,22 @@ async def test_a_cancelled_request_stops_its_work(triton, vlm):
     await asyncio.sleep(2.0)
     assert stats["served"] == served, "VLM calls went on after the client gave up"
     assert "cancel" in triton.log_path.read_text().lower()
+
+
+async def test_the_engines_figures_are_triton_metrics(triton):
+    """Layout batches and VLM calls behind a request, on Triton's metrics port."""
+    png = encode_image(render_page(sample_pdf(1)[0], dpi=40))
+    assert (await infer(triton, {"file": b64(png), "fileType": 1}))["errorCode"] == 0
+
+    def sample(name: str) -> float:
+        lines = httpx.get(triton.url_metrics, timeout=5).text.splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + "{"))
+
+    # exported once a second
+    assert await asyncio.to_thread(eventually, lambda: sample("hps_engine_vlm_calls_total") > 0, 5)
+    assert sample("hps_engine_layout_pages_total") >= sample("hps_engine_layout_batches_total") > 0
+    assert sample("hps_engine_vlm_failures_total") == 0
+    assert sample("hps_engine_vlm_queued") == 0
 
 
 async def test_restructure_pages_model_needs_no_engine(triton):

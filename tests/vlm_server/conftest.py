@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.documents import sample_pdf
-from tests.servers import serve_in_thread
-from tests.vlm_server.pages import Crop, block_crops, typical_page
+from devkit.documents import sample_pdf
+from devkit.pages import Crop, block_crops, typical_page
+from devkit.servers import serve_in_thread
 from vlm_server.app import create_app
 from vlm_server.recogniser import OcrRecogniser
 from vlm_server.settings import VLMServerSettings

@@ -14,10 +14,10 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.documents import TITLE
-from tests.servers import serve_in_thread
+from devkit.documents import TITLE
+from devkit.pages import Crop
+from devkit.servers import serve_in_thread
 from tests.vlm_server.conftest import MODEL, chat, data_url
-from tests.vlm_server.pages import Crop
 from vlm_server.app import create_app
 from vlm_server.recogniser import OcrRecogniser, Task
 from vlm_server.settings import VLMServerSettings

@@ -11,10 +11,10 @@ import pymupdf
 import pytest
 from PIL import Image
 
+from devkit.documents import CHINESE, FORMULA, HEADING, PARAGRAPHS, TABLE, TITLE, char_accuracy
+from devkit.pages import Crop, block_crops, typical_page
 from docengine.recognition.otsl import otsl_to_html, parse_rows
-from tests.documents import CHINESE, FORMULA, HEADING, PARAGRAPHS, TABLE, TITLE, char_accuracy
 from tests.vlm_server.conftest import chat
-from tests.vlm_server.pages import Crop, block_crops, typical_page
 from vlm_server.recogniser import OcrRecogniser, Task
 
 

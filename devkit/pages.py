@@ -2,7 +2,7 @@
 
 `block_crops` renders a page at the pipeline's scale (2.0) and cuts each text block, the ruled table and
 the formula out of it as the layout stage would (a little padding around the text), JPEG-encoded the way
-the pipeline sends crops. `typical_page` is a full A4 page of wrapped paragraphs, `tests.documents`'
+the pipeline sends crops. `typical_page` is a full A4 page of wrapped paragraphs, `devkit.documents`'
 sample page is the mixed one.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pymupdf
 from PIL import Image
 
-from tests.documents import FORMULA
+from devkit.documents import FORMULA
 
 PARAGRAPHS = [
     "Document parsing turns scanned pages and born-digital files into structured text. A layout detector "

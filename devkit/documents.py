@@ -9,6 +9,7 @@ data, which PDFium (our renderer, as PaddleX's) draws as nothing on a host witho
 
 from __future__ import annotations
 
+import base64
 import io
 from dataclasses import dataclass, field
 
@@ -153,3 +154,7 @@ def char_accuracy(truth: str, got: str) -> float:
     """1 - Levenshtein / len(truth), ignoring whitespace."""
     a = "".join(truth.split())
     return 1.0 - edit_distance(a, "".join(got.split())) / max(len(a), 1)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
