@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from contract.page_ranges import parse_page_ranges
 
 MergeMode = Literal["large", "small", "union"]
 ShapeMode = Literal["rect", "quad", "poly", "auto"]
@@ -89,6 +91,8 @@ class LayoutParsingRequest(_WireModel):
     relevel_titles: bool = Field(True, description="With `restructurePages`: relevel paragraph titles.")
     visualize: bool | None = Field(None, description="Return `outputImages` and `inputImage` (default true).")
     output_formats: list[Literal["docx"]] | None = Field(None, description="Extra exports. Only `docx`.")
+    page_ranges: str | None = Field(
+        None, description='Extension: the pages to parse, e.g. "2,4-6", counted from 1; all when left out.')
     log_id: str | None = Field(None, description="Request id echoed in the response and the logs.")
 
     model_config = ConfigDict(
@@ -112,6 +116,13 @@ class LayoutParsingRequest(_WireModel):
             if isinstance(mapping, dict) and not all(k.lstrip("-").isdigit() for k in mapping):
                 raise ValueError('per-class layout maps are keyed by class id, e.g. {"22": 0.5}')
         return self
+
+    @field_validator("page_ranges")
+    @classmethod
+    def _page_ranges(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_page_ranges(value)   # its message names what is wrong
+        return value
 
 
 class PageInput(_WireModel):

@@ -197,7 +197,7 @@ def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
             prettify=req.prettify_markdown, show_formula_number=req.show_formula_number,
             return_markdown_images=req.return_markdown_images)
     return ParseOptions(
-        source=Source(req.file, req.file_type),
+        source=Source(req.file, req.file_type, req.page_ranges),
         layout=resolve_params(layout_defaults or LayoutParams(), layout_overrides(req)),
         recognition=recognition,
         assemble=assemble,

@@ -37,7 +37,7 @@ from docengine.options import AssembleOptions, ParseOptions, parse_options, rest
 from docengine.recognition.client import VLMClient
 from docengine.restructure import restructure_blocks, restructure_pages
 from docengine.settings import EngineSettings
-from docengine.types import Block, DecodedDocument, LayoutBox, LayoutParams
+from docengine.types import Block, DecodedDocument, LayoutBox, LayoutParams, RequestMeta
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +81,26 @@ class Engine:
 
     # --- entry points: raw request bytes -> envelope dict ------------------------------------------------
 
-    async def layout_parsing(self, raw: bytes | str, log_id: str | None = None) -> dict[str, Any]:
-        return await handle_request(raw, LayoutParsingRequest, self.parse, log_id)
+    async def layout_parsing(self, raw: bytes | str, meta: RequestMeta = RequestMeta()) -> dict[str, Any]:
+        async def parse(req: LayoutParsingRequest, log_id: str) -> dict[str, Any]:
+            return await self.parse(req, log_id, background=meta.background)
+
+        return await handle_request(raw, LayoutParsingRequest, parse, meta.log_id)
 
     # --- /layout-parsing ------------------------------------------------------------------------------
 
-    async def parse(self, req: LayoutParsingRequest, log_id: str) -> dict[str, Any]:
-        """The wire model stops here: everything behind reads the resolved options."""
+    async def parse(self, req: LayoutParsingRequest, log_id: str, *,
+                    background: bool = False) -> dict[str, Any]:
+        """The wire model stops here: everything behind reads the resolved options. `background` work (a page
+        of an asynchronous job) waits for interactive requests in layout and at the VLM."""
         options = parse_options(req, self.settings, self.layout_defaults)
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.settings.url_fetch_timeout, follow_redirects=False)
         doc = await inputs.load_document(options.source, self.settings, http=self._http)
         try:
             # Unique even when clients reuse a logId: the owner is whose work a failure or a cancel stops.
-            pages = await self._pages(f"{log_id}#{uuid.uuid4().hex[:8]}", doc, options)
+            owner = Owner(f"{log_id}#{uuid.uuid4().hex[:8]}", background)
+            pages = await self._pages(owner, doc, options)
         finally:
             await asyncio.to_thread(doc.close)   # waits for the PDFium lock: not on the event loop
         if options.restructure is not None:
@@ -104,12 +110,12 @@ class Engine:
                                     relevel_titles=restructure.relevel_titles)
         results = [p.entry(options.assemble) for p in pages]
         log.info("[%s] parsed %d page(s)", log_id, len(results))
-        return {"layoutParsingResults": results, "dataInfo": doc.data_info}
+        return {"layoutParsingResults": results, "dataInfo": doc.info()}
 
-    async def _pages(self, owner: str, doc: DecodedDocument, options: ParseOptions) -> list[ParsedPage]:
+    async def _pages(self, owner: Owner, doc: DecodedDocument, options: ParseOptions) -> list[ParsedPage]:
         """Every page, in order. `page_window` workers each take the next page in turn and finish it before
         taking another; the first failure stops them all."""
-        results: list[ParsedPage | None] = [None] * len(doc.pages)
+        results: list[ParsedPage | None] = [None] * len(doc)
         indices = iter(range(len(results)))   # shared: each page is taken by one worker
         before_layout = asyncio.Semaphore(self.settings.layout_batch_size + 1)
 
@@ -122,11 +128,11 @@ class Engine:
         try:
             await asyncio.gather(*workers)
         finally:
-            self.layout.forget(owner)   # no await before the workers are cancelled: none queues another page
+            self.layout.forget(owner.name)   # no await before the workers stop: none queues another page
             await _stop(workers)   # after a failure (or cancellation) the other workers must not go on
         return cast(list[ParsedPage], results)
 
-    async def _page(self, owner: str, doc: DecodedDocument, index: int, before_layout: asyncio.Semaphore,
+    async def _page(self, owner: Owner, doc: DecodedDocument, index: int, before_layout: asyncio.Semaphore,
                     options: ParseOptions) -> ParsedPage:
         """One page from its image to what its answer needs; the image is let go when this returns.
 
@@ -137,18 +143,28 @@ class Engine:
         boxes = None
         async with before_layout:
             page = await inputs.read_page(doc, index)
-            dets = await self.layout.detect(owner, page) if rec.use_layout_detection else None
+            dets = (await self.layout.detect(owner.name, page, background=owner.background)
+                    if rec.use_layout_detection else None)
         if dets is not None:
             height, width = page.shape[:2]
             boxes = await asyncio.to_thread(
                 lambda: filter_overlap_boxes(postprocess(dets, options.layout, (width, height))))
         work = await asyncio.to_thread(prepare_page, page, boxes, rec)
-        texts = await self.vlm.recognize(owner, [task for _, task in work.tasks]) if work.tasks else []
+        tasks = [task for _, task in work.tasks]
+        texts = await self.vlm.recognize(owner.name, tasks, background=owner.background) if tasks else []
         blocks = await asyncio.to_thread(finish_page, work, texts, rec)
         images = await asyncio.to_thread(encode_page_images, page, boxes or [], blocks, options.assemble)
         for block in blocks:
             block.image = None   # encoded: the crops of the page image can go with it
         return ParsedPage((page.shape[1], page.shape[0]), boxes or [], blocks, images)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose work a page's layout and VLM calls are: the turns, a failure and a cancellation are per owner."""
+
+    name: str
+    background: bool = False
 
 
 @dataclass
@@ -197,9 +213,9 @@ async def handle_request(raw: bytes | str, model: Any, run: Any, log_id: str | N
         return envelope(log_id, code=500, msg="Internal server error")
 
 
-async def restructure(raw: bytes | str, log_id: str | None = None) -> dict[str, Any]:
+async def restructure(raw: bytes | str, meta: RequestMeta = RequestMeta()) -> dict[str, Any]:
     """`/restructure-pages`: no model involved, so no Engine either."""
-    return await handle_request(raw, RestructurePagesRequest, _restructure_request, log_id)
+    return await handle_request(raw, RestructurePagesRequest, _restructure_request, meta.log_id)
 
 
 async def _restructure_request(req: RestructurePagesRequest, log_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ The Triton utilities module is passed in, so this file imports nothing from Trit
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -22,10 +23,21 @@ import numpy as np
 
 from contract.envelope import dumps
 from contract.names import INPUT, OUTPUT, STATUS
+from docengine.types import RequestMeta
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[bytes, str | None], Awaitable[dict[str, Any]]]
+Handler = Callable[[bytes, RequestMeta], Awaitable[dict[str, Any]]]
+BACKGROUND = "background"   # a request parameter: true for background work (a page of an asynchronous job)
+
+
+def request_meta(request: Any) -> RequestMeta:
+    """The gateway's logId (the request id) and the request's parameters."""
+    try:
+        parameters = json.loads(request.parameters() or "{}")
+    except (ValueError, TypeError):
+        parameters = {}
+    return RequestMeta(log_id=request.request_id() or None, background=parameters.get(BACKGROUND) is True)
 
 
 def setup_logging() -> None:
@@ -68,7 +80,7 @@ class AsyncRequestRunner:
     async def _serve(self, request: Any, raw: bytes, handler: Handler) -> None:
         sender = request.get_response_sender()
         try:
-            task = asyncio.ensure_future(handler(raw, request.request_id() or None))
+            task = asyncio.ensure_future(handler(raw, request_meta(request)))
             while not task.done():
                 await asyncio.wait({task}, timeout=self._cancel_poll_s)
                 if not task.done() and request.is_cancelled():

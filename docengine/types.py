@@ -13,11 +13,21 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class RequestMeta:
+    """What Triton says about a request beside its body: the gateway's logId (the request id), and whether it
+    is background work (a page of an asynchronous job), which waits for interactive requests."""
+
+    log_id: str | None = None
+    background: bool = False
+
+
+@dataclass(frozen=True)
 class Source:
     """Where a document comes from: Base64 or an http(s) URL, and the declared type (0 PDF, 1 image)."""
 
     file: str
     file_type: int | None = None
+    page_ranges: str | None = None   # "2,4-6": the pages to work on, counted from 1; None: all
 
 
 @dataclass
@@ -31,6 +41,23 @@ class DecodedDocument:
 
     pages: Sequence[np.ndarray]
     data_info: dict[str, Any]
+    selected: list[int] | None = None   # the indexes of `pages` a request's pageRanges keeps, in order
+
+    def __len__(self) -> int:
+        """Pages the request works on."""
+        return len(self.pages) if self.selected is None else len(self.selected)
+
+    def index(self, position: int) -> int:
+        """The index in `pages` of the request's page at `position`."""
+        return position if self.selected is None else self.selected[position]
+
+    def info(self) -> dict[str, Any]:
+        """`dataInfo` of the pages the request works on (read it once they are decoded: a TIFF's frame sizes
+        are exact only then)."""
+        if self.selected is None or "pages" not in self.data_info:
+            return self.data_info
+        pages = [self.data_info["pages"][i] for i in self.selected]
+        return {**self.data_info, "numPages": len(pages), "pages": pages}
 
     def close(self) -> None:
         close = getattr(self.pages, "close", None)

@@ -24,6 +24,7 @@ import binascii
 
 import httpx
 
+from contract.page_ranges import PageRangeError, select_pages
 from docengine.errors import InvalidInputError
 from docengine.inputs.fetch import fetch_url
 from docengine.inputs.filetype import PDF, SUPPORTED, URL_SCHEME, resolve_type, sniff_file_type, sniff_format
@@ -40,16 +41,26 @@ __all__ = ["LazyPages", "PdfPages", "TiffPages", "decode_document", "fetch_url",
 async def load_document(
     source: Source, settings: EngineSettings, *, http: httpx.AsyncClient | None = None,
 ) -> DecodedDocument:
-    """Fetch or Base64-decode the source's file and decode it into pages (CPU work in a worker thread)."""
+    """Fetch or Base64-decode the source's file, decode it into pages (CPU work in a worker thread) and keep
+    the pages its `pageRanges` select."""
     file = source.file.strip()
     scheme = URL_SCHEME.match(file)
     if scheme is None:
-        return await asyncio.to_thread(_decode_base64_document, file, source.file_type, settings)
-    if scheme.group(1).lower() not in ("http", "https"):
+        doc = await asyncio.to_thread(_decode_base64_document, file, source.file_type, settings)
+    elif scheme.group(1).lower() not in ("http", "https"):
         what = "a data: URL prefix" if scheme.group(1).lower() == "data" else f"a {scheme.group(1)}: URL"
         raise InvalidInputError(f"file must be Base64 (without a data: prefix) or an http(s) URL, got {what}")
-    data = await fetch_url(file, settings, http=http)
-    return await asyncio.to_thread(decode_document, data, source.file_type, settings, source_hint=file)
+    else:
+        data = await fetch_url(file, settings, http=http)
+        doc = await asyncio.to_thread(decode_document, data, source.file_type, settings, source_hint=file)
+    if source.page_ranges is None:
+        return doc
+    try:
+        doc.selected = select_pages(source.page_ranges, len(doc.pages))
+    except PageRangeError as exc:
+        await asyncio.to_thread(doc.close)
+        raise InvalidInputError(str(exc)) from None
+    return doc
 
 
 def decode_document(

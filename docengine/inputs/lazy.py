@@ -55,10 +55,11 @@ class LazyPages(Sequence[np.ndarray]):
         raise NotImplementedError
 
 
-async def read_page(doc: DecodedDocument, index: int) -> np.ndarray:
-    """Page `index` of `doc`, decoded in a worker thread when it is not yet. One page of a document is decoded
-    at a time, so that the threads serve the documents in flight in turn rather than the longest one first."""
-    pages = doc.pages
+async def read_page(doc: DecodedDocument, position: int) -> np.ndarray:
+    """The request's page at `position`, decoded in a worker thread when it is not yet. One page of a document
+    is decoded at a time, so that the threads serve the documents in flight in turn rather than the longest
+    one first."""
+    pages, index = doc.pages, doc.index(position)
     if not isinstance(pages, LazyPages):
         return pages[index]
     async with pages.turn:

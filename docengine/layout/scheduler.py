@@ -6,7 +6,9 @@ served longest ago, a request never served going first. So a newcomer's page rid
 even when the long document's next page arrived before it. A request's turn is remembered from page to page
 until its caller calls `forget`: were it dropped whenever the request had no page waiting (between one page
 and the next), the long document would count as new again and go first.
-Detection runs in a worker thread, one batch at a time.
+A request may be background work (a page of an asynchronous job): its pages go into a batch only when no
+interactive request has a page waiting, so that a long job never slows an interactive request down by more
+than the batch already running. Detection runs in a worker thread, one batch at a time.
 """
 
 from __future__ import annotations
@@ -32,20 +34,24 @@ class LayoutScheduler:
         self._batch_size = batch_size
         self._queues: dict[str, deque[_Item]] = {}    # owners with pages waiting, in order of arrival
         self._last_turn: dict[str, int] = {}          # owner -> when a page of it last went into a batch
+        self._background: set[str] = set()            # owners whose pages wait for interactive ones
         self._turns = itertools.count()
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self.batches_run = 0       # exported as metrics (docengine.serving)
         self.pages_detected = 0
 
-    async def detect(self, owner: str, page: np.ndarray) -> list[Detection]:
-        """Detections of one page; `owner` groups the pages of one request for the turns."""
+    async def detect(self, owner: str, page: np.ndarray, *, background: bool = False) -> list[Detection]:
+        """Detections of one page; `owner` groups the pages of one request for the turns, and `background`
+        puts them behind every interactive request's."""
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done():
             self._wakeup = asyncio.Event()
             self._worker = loop.create_task(self._run())
         future: asyncio.Future[list[Detection]] = loop.create_future()
         self._queues.setdefault(owner, deque()).append((page, future))
+        if background:
+            self._background.add(owner)
         assert self._wakeup is not None
         self._wakeup.set()
         return await future  # cancelling this leaves a cancelled future, which the worker skips
@@ -53,6 +59,7 @@ class LayoutScheduler:
     def forget(self, owner: str) -> None:
         """The owner has no more pages to send: drop its turn (a later page of it would count as new)."""
         self._last_turn.pop(owner, None)
+        self._background.discard(owner)
 
     async def aclose(self) -> None:
         """Stop the worker; pages still waiting fail with CancelledError."""
@@ -65,12 +72,14 @@ class LayoutScheduler:
                 future.cancel()
         self._queues.clear()
         self._last_turn.clear()
+        self._background.clear()
 
     def pending(self) -> int:
         return sum(1 for q in self._queues.values() for _, f in q if not f.done())
 
     def _next_batch(self) -> list[_Item]:
-        """Up to `batch_size` pages, each from the owner whose turn came longest ago (never: first)."""
+        """Up to `batch_size` pages, each from the owner whose turn came longest ago (never: first), among the
+        interactive owners with pages waiting if there are any."""
         batch: list[_Item] = []
         while len(batch) < self._batch_size:
             for queue in self._queues.values():
@@ -79,7 +88,8 @@ class LayoutScheduler:
             self._queues = {owner: queue for owner, queue in self._queues.items() if queue}
             if not self._queues:
                 break
-            owner = min(self._queues, key=lambda o: self._last_turn.get(o, -1))
+            interactive = [o for o in self._queues if o not in self._background]
+            owner = min(interactive or self._queues, key=lambda o: self._last_turn.get(o, -1))
             batch.append(self._queues[owner].popleft())
             self._last_turn[owner] = next(self._turns)
         return batch

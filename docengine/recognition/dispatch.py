@@ -7,6 +7,10 @@ semaphore would make it wait for the whole document. One owner may hold at most 
 slots, so that the next free slot is not the earliest a newcomer can start: a call in flight cannot be taken
 back, and with the bound matched to the server's capacity a newcomer would wait up to one service time.
 
+An owner may be background work (a page of an asynchronous job): its calls start only when no interactive
+owner has one waiting, so a long job keeps the VLM busy without making interactive requests wait behind it
+for more than the calls already in flight.
+
 What a call is, is not this module's business: it is given a coroutine function that makes one (see
 `calls.VLMCaller`). A failed call fails its owner's pending `recognize` calls at once and cancels the owner's
 other work; a cancelled `recognize` drops its queued calls and cancels those in flight. Other owners never
@@ -61,6 +65,7 @@ class _Owner:
     running: dict[asyncio.Task[str], _Job] = field(default_factory=dict)
     batches: set[_Batch] = field(default_factory=set)
     served: bool = False
+    background: bool = False
 
 
 class FairDispatcher:
@@ -75,8 +80,9 @@ class FairDispatcher:
         self.max_concurrency = max_concurrency
         self.max_per_owner = max(1, int(max_concurrency * request_share))
         self._owners: dict[str, _Owner] = {}
-        self._fresh: deque[_Owner] = deque()    # owners with queued calls, never served yet: they go first
-        self._ring: deque[_Owner] = deque()     # owners with queued calls, already served: round-robin
+        # Owners with queued calls, in the order they are served: interactive before background, and within
+        # each those never served yet (they go first) before the round-robin of those already served.
+        self._rings: tuple[deque[_Owner], ...] = (deque(), deque(), deque(), deque())
         self._capped: set[_Owner] = set()       # owners with queued calls and max_per_owner in flight
         self._in_flight = 0
         self._closed = False
@@ -102,14 +108,17 @@ class FairDispatcher:
 
     # --- public API ---------------------------------------------------------------------------------------
 
-    async def recognize(self, owner: str, tasks: list[VLMTask]) -> list[str]:
-        """The VLM's text for each task, in order. Raises the first failure of any of `owner`'s calls."""
+    async def recognize(self, owner: str, tasks: list[VLMTask], *, background: bool = False) -> list[str]:
+        """The VLM's text for each task, in order. Raises the first failure of any of `owner`'s calls.
+        `background`: the owner's calls wait while an interactive owner has calls waiting."""
         if self._closed:
             raise VLMUnavailableError("the VLM client is closed")
         if not tasks:
             return []
         batch = _Batch(owner, [None] * len(tasks), asyncio.get_running_loop().create_future(), len(tasks))
-        state = self._owners.get(owner) or self._owners.setdefault(owner, _Owner(owner))
+        state = self._owners.get(owner)
+        if state is None:
+            state = self._owners[owner] = _Owner(owner, background=background)
         state.batches.add(batch)
         was_idle = not state.queue
         state.queue.extend(_Job(batch, i, t) for i, t in enumerate(tasks))
@@ -139,10 +148,10 @@ class FairDispatcher:
     # --- scheduling ---------------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Start queued calls while slots are free: never-served owners first, then round-robin; an owner
+        """Start queued calls while slots are free, from the first owner of the first ring with one; an owner
         at its cap waits aside until one of its calls finishes."""
-        while self._in_flight < self.max_concurrency and (self._fresh or self._ring):
-            state = (self._fresh or self._ring).popleft()
+        while self._in_flight < self.max_concurrency and any(self._rings):
+            state = next(ring for ring in self._rings if ring).popleft()
             job = state.queue.popleft()
             state.served = True
             self._in_flight += 1
@@ -199,11 +208,11 @@ class FairDispatcher:
         if len(state.running) >= self.max_per_owner:
             self._capped.add(state)
         else:
-            (self._ring if state.served else self._fresh).append(state)
+            self._rings[2 * state.background + state.served].append(state)
 
     def _unlist(self, state: _Owner) -> None:
         self._capped.discard(state)
-        for ring in (self._fresh, self._ring):
+        for ring in self._rings:
             if state in ring:
                 ring.remove(state)
 

@@ -125,3 +125,20 @@ async def test_closing_stops_the_worker_and_fails_waiting_pages():
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
     assert scheduler.pending() == 0
+
+
+async def test_background_pages_wait_while_an_interactive_request_has_pages_waiting():
+    """A job's pages queued first still go after an interactive request's pages that arrive later, all of
+    them: the job only delays the interactive request by the batch already in the detector."""
+    detector = RecordingDetector(seconds_per_batch=0.02)
+    scheduler = LayoutScheduler(detector, batch_size=2)
+    job = [asyncio.ensure_future(scheduler.detect(f"job-p{i}", page(i), background=True))
+           for i in range(1, 9)]
+    while not detector.batches:   # until the job's first batch is in the detector
+        await asyncio.sleep(0.001)
+    interactive = [asyncio.ensure_future(scheduler.detect("request", page(100 + i))) for i in range(3)]
+    await asyncio.gather(*interactive, *job)
+    order = [marker for batch in detector.batches for marker in batch]
+    assert order[:2] == [1, 2]                                   # the batch that was running
+    assert order[2:5] == [100, 101, 102]                         # then every interactive page
+    assert sorted(order[5:]) == list(range(3, 9))

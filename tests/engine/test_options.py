@@ -29,7 +29,7 @@ class Reader:
     def __init__(self) -> None:
         self.prompts: list[str] = []
 
-    async def recognize(self, owner: str, tasks: list[VLMTask]) -> list[str]:
+    async def recognize(self, owner: str, tasks: list[VLMTask], *, background: bool = False) -> list[str]:
         self.prompts += [t.prompt for t in tasks]
         return [self.ANSWERS.get(t.prompt, "text") for t in tasks]
 

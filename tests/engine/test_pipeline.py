@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import json
 import math
 import threading
 import time
@@ -72,7 +73,7 @@ class FakeVLM:
         self.owners: set[str] = set()
         self._tasks = 0
 
-    async def recognize(self, owner: str, tasks: list[VLMTask]) -> list[str]:
+    async def recognize(self, owner: str, tasks: list[VLMTask], *, background: bool = False) -> list[str]:
         self.calls += 1
         self.owners.add(owner)
         if self.fail_after is not None and self.calls > self.fail_after:
@@ -326,3 +327,28 @@ async def test_restructure_pages_in_a_request_equals_restructuring_its_answer(pd
     assert [g["markdown"] for g in got] == [e["markdown"] for e in expected]
     blocks = [b for g in got for b in g["prunedResult"]["parsing_res_list"]]
     assert [b["global_block_id"] for b in blocks] == list(range(9))
+
+
+async def test_page_ranges_parse_the_pages_they_select_in_page_order() -> None:
+    pdf = long_pdf(6)
+    engine = Engine(settings(), detector=BoxDetector(), vlm=FakeVLM())  # type: ignore[arg-type]
+    try:
+        result = await engine.parse(request(pdf, pageRanges="5-9,2"), "req-ranges")
+    finally:
+        await engine.aclose()
+    widths = [p["prunedResult"]["width"] for p in result["layoutParsingResults"]]
+    assert widths == [math.ceil((595 + index) * 2) for index in (1, 4, 5)]   # pages 2, 5 and 6 of 6
+    assert result["dataInfo"]["numPages"] == 3
+    assert [p["width"] for p in result["dataInfo"]["pages"]] == widths
+
+
+@pytest.mark.parametrize("ranges,refusal", [("7", "asks for page 7, but the document has 6 pages"),
+                                            ("0-2", "is not a range of pages from 1 up")])
+async def test_page_ranges_outside_the_document_are_refused(ranges: str, refusal: str) -> None:
+    engine = Engine(settings(), detector=BoxDetector(), vlm=FakeVLM())  # type: ignore[arg-type]
+    try:
+        body = {"file": base64.b64encode(long_pdf(6)).decode(), "fileType": 0, "pageRanges": ranges}
+        envelope = await engine.layout_parsing(json.dumps(body))
+    finally:
+        await engine.aclose()
+    assert envelope["errorCode"] == 422 and refusal in envelope["errorMsg"]

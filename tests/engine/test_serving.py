@@ -12,12 +12,14 @@ from types import SimpleNamespace
 import numpy as np
 
 from docengine.serving import AsyncRequestRunner
+from docengine.types import RequestMeta
 
 
 class FakeRequest:
-    def __init__(self, body: dict, request_id: str = "") -> None:
+    def __init__(self, body: dict, request_id: str = "", params: dict | None = None) -> None:
         self.raw = json.dumps(body).encode()
         self.id = request_id
+        self.params = params or {}
         self.sent: list[tuple[object, int]] = []
         self.cancelled = False
         self.done = threading.Event()
@@ -34,6 +36,9 @@ class FakeRequest:
 
     def request_id(self) -> str:
         return self.id
+
+    def parameters(self) -> str:
+        return json.dumps(self.params)
 
 
 class FakeTensor:
@@ -55,12 +60,13 @@ pb = SimpleNamespace(
 )
 
 
-async def sleepy_handler(raw: bytes, log_id: str | None) -> dict:
+async def sleepy_handler(raw: bytes, meta: RequestMeta) -> dict:
     body = json.loads(raw)
     await asyncio.sleep(body.get("sleep", 0))
     if "error" in body:
-        return {"logId": log_id, "errorCode": body["error"], "errorMsg": "refused"}
-    return {"logId": body.get("id", log_id), "errorCode": 0, "errorMsg": "Success"}
+        return {"logId": meta.log_id, "errorCode": body["error"], "errorMsg": "refused"}
+    kind = "background" if meta.background else "interactive"
+    return {"logId": body.get("id", meta.log_id), "errorCode": 0, "errorMsg": kind}
 
 
 def answer(req: FakeRequest) -> dict:
@@ -93,7 +99,7 @@ def test_a_cancelled_request_stops_its_work_and_gets_an_error():
     runner = AsyncRequestRunner(pb, cancel_poll_s=0.02)
     finished = []
 
-    async def handler(raw: bytes, log_id: str | None) -> dict:
+    async def handler(raw: bytes, meta: RequestMeta) -> dict:
         await asyncio.sleep(5)
         finished.append(raw)
         return {}
@@ -124,7 +130,7 @@ def test_in_flight_bound_holds_back_further_requests():
 def test_a_handler_crash_becomes_a_triton_error_not_a_hang():
     runner = AsyncRequestRunner(pb, cancel_poll_s=0.02)
 
-    async def broken(raw: bytes, log_id: str | None) -> dict:
+    async def broken(raw: bytes, meta: RequestMeta) -> dict:
         raise RuntimeError("boom")
 
     try:
@@ -142,7 +148,10 @@ def test_the_triton_request_id_reaches_the_handler_and_the_status_travels_beside
         named, refused = FakeRequest({}, request_id="gateway-7"), FakeRequest({"error": 422}, "gateway-8")
         runner.submit([named, refused], sleepy_handler)
         assert named.done.wait(2) and refused.done.wait(2)
-        assert answer(named) == {"logId": "gateway-7", "errorCode": 0, "errorMsg": "Success"}
+        assert answer(named) == {"logId": "gateway-7", "errorCode": 0, "errorMsg": "interactive"}
         assert answer(refused)["errorCode"] == 422
+        job_page = FakeRequest({}, "job-1-p3", params={"background": True})
+        runner.submit([job_page], sleepy_handler)
+        assert job_page.done.wait(2) and answer(job_page)["errorMsg"] == "background"
     finally:
         runner.stop()

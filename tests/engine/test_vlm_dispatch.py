@@ -235,3 +235,26 @@ async def test_aclose_fails_pending_work(router, make_client):
     with pytest.raises(VLMUnavailableError, match="closed"):
         await client.recognize("A", [task("3")])
     assert_idle(client)
+
+
+async def test_background_calls_start_only_when_no_interactive_call_waits(router, make_client):
+    """A job's calls fill the free slots, but as slots free up an interactive request's calls go first, even
+    though the job's were queued earlier."""
+    gate = Gate()
+    router.post(f"{URL_A}/v1/chat/completions").mock(side_effect=gate)
+    client = make_client(max_concurrency=2)
+    job = asyncio.create_task(client.recognize("job", [task(f"J{i}") for i in range(6)], background=True))
+    await until(lambda: len(gate.started) == 2)
+    interactive = asyncio.create_task(client.recognize("request", [task(f"R{i}") for i in range(3)]))
+    await settle()
+    assert client.queued("request") == 3 and client.queued("job") == 4
+    gate.open.set()
+    assert await interactive == ["R0", "R1", "R2"]
+    assert await job == [f"J{i}" for i in range(6)]
+    # R0, R1 and R2 take the next three slots that free up; J2 and J3 the two after them (each call encodes
+    # its crop in a thread before it reaches the server, so only a job call two slots later is sure to
+    # arrive after every interactive one)
+    started = gate.started
+    assert set(started[:2]) == {"J0", "J1"}
+    assert max(started.index(f"R{i}") for i in range(3)) < started.index("J4")
+    assert_idle(client)
