@@ -20,8 +20,10 @@ class RecordingDetector:
         self.batches: list[list[int]] = []
         self.seconds = seconds_per_batch
         self.threads: set[str] = set()
+        self.started = threading.Event()
 
     def detect(self, pages: list[np.ndarray]) -> list[list[Detection]]:
+        self.started.set()
         self.threads.add(threading.current_thread().name)
         markers = [int(p[0, 0, 0]) for p in pages]
         self.batches.append(markers)
@@ -134,8 +136,7 @@ async def test_background_pages_wait_while_an_interactive_request_has_pages_wait
     scheduler = LayoutScheduler(detector, batch_size=2)
     job = [asyncio.ensure_future(scheduler.detect(f"job-p{i}", page(i), background=True))
            for i in range(1, 9)]
-    while not detector.batches:   # until the job's first batch is in the detector
-        await asyncio.sleep(0.001)
+    assert await asyncio.to_thread(detector.started.wait, 5)   # the job's first batch is in the detector
     interactive = [asyncio.ensure_future(scheduler.detect("request", page(100 + i))) for i in range(3)]
     await asyncio.gather(*interactive, *job)
     order = [marker for batch in detector.batches for marker in batch]
