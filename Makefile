@@ -26,7 +26,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 
 typecheck: $(VENV)/.dev-installed
-	$(BIN)/mypy contract gateway docengine
+	$(BIN)/mypy contract safefetch gateway jobs docengine
 
 test: lint typecheck
 	$(BIN)/python -m pytest

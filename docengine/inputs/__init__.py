@@ -5,7 +5,7 @@ size before decoding, the page count before rendering, the pixels of a page from
 pixels are decoded. Each refusal is a 422 `InvalidInputError` that says what was wrong and the limit.
 
 One module per job: `filetype` (what the bytes are), `pdf` and `raster` (decoding), `lazy` (pages decoded when
-read), `fetch` (URLs, with the SSRF guard: the one file a security review reads).
+read); URLs are fetched by the `safefetch` package (with the guard against server-side request forgery).
 
 TIFF: every TIFF, single-page too, is reported as `{type: "tiff", numPages, pages}` and split into pages.
 
@@ -26,15 +26,15 @@ import httpx
 
 from contract.page_ranges import PageRangeError, select_pages
 from docengine.errors import InvalidInputError
-from docengine.inputs.fetch import fetch_url
 from docengine.inputs.filetype import PDF, SUPPORTED, URL_SCHEME, resolve_type, sniff_file_type, sniff_format
 from docengine.inputs.lazy import LazyPages, read_page
 from docengine.inputs.pdf import PdfPages, decode_pdf, fit_render_scale, pdfium_lock
 from docengine.inputs.raster import TiffPages, decode_image
 from docengine.settings import EngineSettings
 from docengine.types import DecodedDocument, Source
+from safefetch import FetchError, FetchLimits, fetch_url
 
-__all__ = ["LazyPages", "PdfPages", "TiffPages", "decode_document", "fetch_url", "fit_render_scale",
+__all__ = ["LazyPages", "PdfPages", "TiffPages", "decode_document", "fetch_file", "fit_render_scale",
            "load_document", "pdfium_lock", "read_page", "sniff_file_type"]
 
 
@@ -51,7 +51,7 @@ async def load_document(
         what = "a data: URL prefix" if scheme.group(1).lower() == "data" else f"a {scheme.group(1)}: URL"
         raise InvalidInputError(f"file must be Base64 (without a data: prefix) or an http(s) URL, got {what}")
     else:
-        data = await fetch_url(file, settings, http=http)
+        data = await fetch_file(file, settings, http)
         doc = await asyncio.to_thread(decode_document, data, source.file_type, settings, source_hint=file)
     if source.page_ranges is None:
         return doc
@@ -61,6 +61,15 @@ async def load_document(
         await asyncio.to_thread(doc.close)
         raise InvalidInputError(str(exc)) from None
     return doc
+
+
+async def fetch_file(url: str, settings: EngineSettings, http: httpx.AsyncClient | None) -> bytes:
+    limits = FetchLimits(timeout=settings.url_fetch_timeout, max_bytes=settings.max_file_bytes,
+                         allow_private=settings.allow_private_urls)
+    try:
+        return await fetch_url(url, limits, http=http)
+    except FetchError as exc:
+        raise InvalidInputError(str(exc)) from None
 
 
 def decode_document(
