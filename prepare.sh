@@ -11,7 +11,7 @@ Usage: ./prepare.sh [--check-only | --skip-download | --download-only]
 Checks this machine for the GPU stack (x86_64, Docker >= 19.03, Docker Compose >= 2.24, NVIDIA GPU with
 compute capability 8.0 to below 12.0, driver >= 560 for CUDA 12.6, NVIDIA Container Toolkit), creates .env
 from .env.example when there is none, and downloads the weights of the release named by HPS_PIPELINE_NAME
-(environment, else .env; default PaddleOCR-VL-1.5) into ./models. Downloads resume and are skipped when
+(environment, else .env; default PaddleOCR-VL-1.6) into ./models. Downloads resume and are skipped when
 complete. Set HF_ENDPOINT to use a Hugging Face mirror.
 
   --check-only     only check; create and download nothing
@@ -228,7 +228,7 @@ fetch() {
 
 download_weights() {
     local pipeline layout
-    pipeline=$(setting HPS_PIPELINE_NAME PaddleOCR-VL-1.5)
+    pipeline=$(setting HPS_PIPELINE_NAME PaddleOCR-VL-1.6)
     case "$pipeline" in
         PaddleOCR-VL) layout=PP-DocLayoutV2_safetensors ;;
         PaddleOCR-VL-1.5 | PaddleOCR-VL-1.6) layout=PP-DocLayoutV3_safetensors ;;

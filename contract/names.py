@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 PipelineName = Literal["PaddleOCR-VL", "PaddleOCR-VL-1.5", "PaddleOCR-VL-1.6"]
-DEFAULT_PIPELINE: PipelineName = "PaddleOCR-VL-1.5"
+DEFAULT_PIPELINE: PipelineName = "PaddleOCR-VL-1.6"   # PaddleOCR's Job API client defaults to it too
 
 # The VLM model each release serves (vLLM's --served-model-name, and the recogniser's /v1/models).
 SERVED_MODEL_NAMES: dict[str, str] = {
@@ -20,3 +20,6 @@ LAYOUT_PARSING = "layout-parsing"
 RESTRUCTURE_PAGES = "restructure-pages"
 MODELS = (LAYOUT_PARSING, RESTRUCTURE_PAGES)
 INPUT, OUTPUT, STATUS = "input", "output", "status"
+
+# PaddleOCR's asynchronous Job API: its routes answer in its own envelope, `{code, msg, data}`.
+JOB_API_PREFIX = "/api/v2/ocr/"

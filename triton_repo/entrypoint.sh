@@ -8,7 +8,7 @@
 set -euo pipefail
 
 profile=${HPS_PROFILE:-gpu}
-pipeline=${HPS_PIPELINE_NAME:-PaddleOCR-VL-1.5}
+pipeline=${HPS_PIPELINE_NAME:-PaddleOCR-VL-1.6}
 models=${HPS_MODELS_DIR:-/models}
 source_repo=${HPS_TRITON_REPO_SOURCE:-/opt/triton_repo} # as built into the image
 served_repo=${HPS_TRITON_MODEL_REPO:-/opt/model_repo}   # what Triton serves: the copy for this profile

@@ -2,7 +2,7 @@
 # Tier 3 on a GPU: refuse early on a host vLLM cannot serve well, then exec `vllm serve` for the
 # PaddleOCR-VL release of HPS_PIPELINE_NAME, named as the engine will ask for it.
 #
-#   HPS_PIPELINE_NAME            PaddleOCR-VL | PaddleOCR-VL-1.5 (default) | PaddleOCR-VL-1.6
+#   HPS_PIPELINE_NAME            PaddleOCR-VL | PaddleOCR-VL-1.5 | PaddleOCR-VL-1.6 (default)
 #   HPS_VLM_MODEL_NAME           served model name (default: PaddleOCR-VL[-1.5|-1.6]-0.9B)
 #   VLM_MODELS_DIR               mounted weights, one folder per pipeline (default /models); else the HF id
 #   VLM_GPU_MEMORY_UTILIZATION   default 0.5      VLM_MAX_MODEL_LEN  default 16384
@@ -39,7 +39,7 @@ check_gpus() {
 
 check_gpus
 
-pipeline="${HPS_PIPELINE_NAME:-PaddleOCR-VL-1.5}"
+pipeline="${HPS_PIPELINE_NAME:-PaddleOCR-VL-1.6}"
 case "$pipeline" in
     PaddleOCR-VL) served=PaddleOCR-VL-0.9B template=paddleocr_vl.jinja ;;
     PaddleOCR-VL-1.5) served=PaddleOCR-VL-1.5-0.9B template=paddleocr_vl_1.5.jinja ;;

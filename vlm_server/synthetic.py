@@ -28,7 +28,7 @@ DEFAULT_ANSWER = "Synthetic recognised text."
 
 
 def create_app(
-    *, service_time: float = 0.05, parallel: int = 64, model: str = "PaddleOCR-VL-1.5-0.9B"
+    *, service_time: float = 0.05, parallel: int = 64, model: str = "PaddleOCR-VL-1.6-0.9B"
 ) -> FastAPI:
     app = FastAPI(title="synthetic recogniser")
     slots = asyncio.Semaphore(parallel)
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8118)
     parser.add_argument("--service-time", type=float, default=0.05)
     parser.add_argument("--parallel", type=int, default=64)
-    parser.add_argument("--model", default="PaddleOCR-VL-1.5-0.9B")
+    parser.add_argument("--model", default="PaddleOCR-VL-1.6-0.9B")
     args = parser.parse_args()
     app = create_app(service_time=args.service_time, parallel=args.parallel, model=args.model)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -14,7 +14,7 @@ from docengine.types import VLMTask
 
 URL_A = "http://vlm-a:8118"
 URL_B = "http://vlm-b:8118"
-MODEL = "PaddleOCR-VL-1.5-0.9B"
+MODEL = "PaddleOCR-VL-1.6-0.9B"
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 

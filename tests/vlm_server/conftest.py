@@ -15,7 +15,7 @@ from vlm_server.app import create_app
 from vlm_server.recogniser import OcrRecogniser
 from vlm_server.settings import VLMServerSettings
 
-MODEL = "PaddleOCR-VL-1.5-0.9B"
+MODEL = "PaddleOCR-VL-1.6-0.9B"
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,7 @@ def recogniser() -> OcrRecogniser:
 @pytest.fixture(scope="session")
 def server(recogniser: OcrRecogniser) -> Iterator[str]:
     settings = VLMServerSettings(
-        _env_file=None, vlm_model_name="", pipeline_name="PaddleOCR-VL-1.5", vlm_workers=2
+        _env_file=None, vlm_model_name="", pipeline_name="PaddleOCR-VL-1.6", vlm_workers=2
     )
     with serve_in_thread(create_app(settings, recogniser)) as url:
         yield url

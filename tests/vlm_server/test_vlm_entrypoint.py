@@ -88,7 +88,7 @@ def test_serves_the_default_release_from_hugging_face(tmp_path: Path, cap: str) 
     result = run(tmp_path, f"echo {cap}")
     assert result.returncode == 0, result.stderr
     expected = argv(
-        "PaddlePaddle/PaddleOCR-VL-1.5", "PaddleOCR-VL-1.5-0.9B", "paddleocr_vl_1.5.jinja", *DEFAULT_TAIL
+        "PaddlePaddle/PaddleOCR-VL-1.6", "PaddleOCR-VL-1.6-0.9B", "paddleocr_vl_1.5.jinja", *DEFAULT_TAIL
     )
     assert result.stdout.splitlines() == expected
 
