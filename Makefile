@@ -15,8 +15,11 @@ $(VENV)/.stack-installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 # Everything the suite touches, torch (CPU build) for the PP-DocLayout tests included.
+# PaddleOCR's Job API client (tests/jobs) comes in the paddleocr wheel, whose dependencies (PaddleX and its
+# deep-learning stack) the client does not use: the wheel goes in without them, the client's own are in `dev`.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[gateway,engine,cpu,triton,torch,dev]'
+	$(BIN)/pip install -q --no-deps paddleocr==3.7.0
 	@touch $@ $(VENV)/.stack-installed
 
 up: $(VENV)/.stack-installed
@@ -26,7 +29,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 
 typecheck: $(VENV)/.dev-installed
-	$(BIN)/mypy contract safefetch gateway jobs docengine
+	$(BIN)/mypy contract safefetch gateway jobs docengine devkit localstack
 
 test: lint typecheck
 	$(BIN)/python -m pytest

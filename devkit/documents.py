@@ -115,7 +115,8 @@ def eager_page_sizes(pdf: bytes, scale: float, max_pixels: int) -> list[dict[str
         try:
             for index in range(len(doc)):
                 page = doc[index]
-                bitmap = page.render(scale=fit_render_scale(*page.get_size(), scale, max_pixels),
+                width_pt, height_pt = page.get_size()
+                bitmap = page.render(scale=fit_render_scale(width_pt, height_pt, scale, max_pixels),
                                      rev_byteorder=True)
                 height, width = bitmap.to_numpy().shape[:2]
                 sizes.append({"width": width, "height": height})

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -243,6 +244,7 @@ def running_stack(
     environ["PYTHONPATH"] = str(ROOT)  # this checkout's packages, whatever an editable install maps
     if log_level is not None:
         environ["HPS_LOG_LEVEL"] = log_level
+    environ.setdefault("HPS_JOB_DATA_DIR", str(log_dir / f"jobs-{ports['HPS_GATEWAY_PORT']}"))   # its own
     tiers = {t.name: t for t in build_tiers(environ, ROOT)}
     tiers["vlm"].argv = recogniser_argv(recogniser, ports["HPS_VLM_PORT"], recogniser_args)
     tiers["vlm"].env = {**tiers["vlm"].env, **(vlm_env or {})}
@@ -277,7 +279,7 @@ def running_stack(
                     stack.pid(name)
             supervisor.stop()
     left = [g for g in stack.groups if _group_alive(g)]
-    busy = [p for p in ports.values() if not eventually(lambda p=p: _port_free(p), 10)]
+    busy = [p for p in ports.values() if not eventually(partial(_port_free, p), 10)]
     assert not left and not busy, f"left behind: process groups {left}, ports {busy}\n{stack.log_tail()}"
     if own_logs:
         shutil.rmtree(log_dir, ignore_errors=True)

@@ -28,6 +28,9 @@ from gateway.settings import Settings, get_settings
 from gateway.shared_admission import Board, SharedPool
 from gateway.shutdown import Drain, DrainMiddleware
 from gateway.triton import TritonClient
+from jobs import routes as job_routes
+from jobs import service as jobs
+from jobs.settings import get_job_settings
 
 logger = logging.getLogger("gateway.app")
 
@@ -63,6 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         http = httpx.AsyncClient(trust_env=False)
         app.state.triton = triton
         app.state.readiness = health.Readiness(triton, http, settings.vlm_urls, settings.health_check_timeout)
+        job_settings = get_job_settings()
+        app.state.jobs = (await jobs.start(job_settings, triton=triton, pool=app.state.pools["inference"],
+                                           inference_timeout=settings.inference_timeout)
+                          if job_settings.enabled else None)
         drain.install(settings.drain_timeout)
         logger.info("worker %d: %d inference and %d non-inference slots and queues of %d, %s; Triton at %s",
                     os.getpid(), settings.max_concurrent_requests,
@@ -72,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             drain.uninstall()
+            if app.state.jobs is not None:
+                await app.state.jobs.stop()
             await triton.close()
             await http.aclose()
             if board is not None:
@@ -101,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     api_guard = [Depends(require_api_key)] if settings.api_keys else []
     app.include_router(inference.router, dependencies=api_guard)
+    app.include_router(job_routes.api, dependencies=api_guard)
+    app.include_router(job_routes.links)
     app.include_router(health.router)
     app.include_router(metrics.router)
     openapi.install(app, [LayoutParsingRequest, RestructurePagesRequest])

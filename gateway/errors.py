@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contract.envelope import envelope, validation_message
+from contract.names import JOB_API_PREFIX
 from gateway.context import current_log_id
 
 logger = logging.getLogger("gateway.errors")
@@ -105,20 +106,25 @@ def _detail(exc: BaseException) -> tuple[int, str, dict[str, str]]:
     return 500, GatewayError.message, {}
 
 
-def to_response(exc: BaseException) -> JSONResponse:
-    """The envelope answer for `exc`; logs what the client is not told."""
+def to_response(exc: BaseException, path: str = "") -> JSONResponse:
+    """The envelope answer for `exc` on `path`; logs what the client is not told. The Job API answers in its
+    own envelope, `{code, msg}`, and a request it cannot take is a 400 there (its client knows no 422)."""
     status, message, headers = _detail(exc)
     if status >= 500 and not isinstance(exc, GatewayError | StarletteHTTPException):
         logger.error("unexpected failure", exc_info=exc)
     elif isinstance(exc, UpstreamFailed | BadUpstreamOutput | TritonUnavailable | UpstreamTimeout):
         cause = exc.__cause__
         logger.warning("%s%s", message, f": {cause}" if cause is not None else "")
-    body = envelope(current_log_id(), code=status, msg=message)
+    if path.startswith(JOB_API_PREFIX):
+        status = 400 if status == 422 else status
+        body: dict[str, Any] = {"code": status, "msg": message, "logId": current_log_id()}
+    else:
+        body = envelope(current_log_id(), code=status, msg=message)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
-    return to_response(exc)
+    return to_response(exc, request.url.path)
 
 
 def install(app: FastAPI) -> None:

@@ -44,7 +44,7 @@ class ContextMiddleware:
             if started_response:
                 logger.error("failure after the answer had started", exc_info=exc)
             else:
-                await to_response(exc)(scope, receive, send_with_id)
+                await to_response(exc, scope["path"])(scope, receive, send_with_id)
         finally:
             metrics.observe(scope["path"], scope["method"], status, time.monotonic() - ctx.started)
             context.end(token)
@@ -61,11 +61,11 @@ class BodyLimitMiddleware:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.strip().isdigit():
-                await to_response(BadRequest("Malformed Content-Length"))(scope, receive, send)
+                await to_response(BadRequest("Malformed Content-Length"), scope["path"])(scope, receive, send)
                 return
             if int(declared) > self.max_bytes:
                 metrics.reject("body_too_large")
-                await to_response(self._too_large())(scope, receive, send)
+                await to_response(self._too_large(), scope["path"])(scope, receive, send)
                 return
         seen = 0
 

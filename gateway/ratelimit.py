@@ -173,7 +173,7 @@ class RateLimitMiddleware:
         allowed, headers = self.limiter.hit(self.limiter.client(scope, Headers(scope=scope)))
         if not allowed:
             metrics.reject("rate_limited")
-            await to_response(RateLimited(headers=headers))(scope, receive, send)
+            await to_response(RateLimited(headers=headers), scope["path"])(scope, receive, send)
             return
         extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 

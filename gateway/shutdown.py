@@ -106,7 +106,7 @@ class DrainMiddleware:
             return
         if self.drain.draining:
             metrics.reject("shutting_down")
-            response = to_response(ShuttingDown(headers={"Connection": "close"}))
+            response = to_response(ShuttingDown(headers={"Connection": "close"}), scope["path"])
             await response(scope, receive, send)
             return
         task = asyncio.current_task()
@@ -128,7 +128,7 @@ class DrainMiddleware:
             if hasattr(task, "uncancel"):  # Python 3.11+
                 task.uncancel()
             response = to_response(ShuttingDown("Gateway shut down before the request finished",
-                                                headers={"Connection": "close"}))
+                                                headers={"Connection": "close"}), scope["path"])
             await response(scope, receive, send_tracked)
         finally:
             self.drain.tasks.discard(task)

@@ -62,8 +62,10 @@ class TritonClient:
     async def close(self) -> None:
         await self._client.close()
 
-    async def infer(self, model: str, payload: bytes, *, log_id: str, seconds: float) -> TritonOutput:
-        """Run `model` on one request within `seconds`; raise a `gateway.errors` exception on any failure."""
+    async def infer(self, model: str, payload: bytes, *, log_id: str, seconds: float,
+                    parameters: dict[str, bool | int | str] | None = None) -> TritonOutput:
+        """Run `model` on one request within `seconds`; raise a `gateway.errors` exception on any failure.
+        `parameters` travel beside the body (the engine reads `background`)."""
         if seconds <= 0:
             raise UpstreamTimeout()
         data = grpcclient.InferInput(INPUT, [1, 1], "BYTES")
@@ -76,7 +78,7 @@ class TritonClient:
                     model, [data], outputs=[grpcclient.InferRequestedOutput(OUTPUT),
                                             grpcclient.InferRequestedOutput(STATUS)],
                     request_id=log_id, headers={"x-request-id": log_id},
-                    client_timeout=seconds, timeout=int(seconds * 1_000_000))
+                    client_timeout=seconds, timeout=int(seconds * 1_000_000), parameters=parameters)
         except InferenceServerException as exc:
             raise _classify(exc, model) from exc
         except TimeoutError:

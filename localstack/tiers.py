@@ -65,7 +65,8 @@ def build_tiers(environ: Mapping[str, str], root: Path = ROOT) -> list[Tier]:
                   ready_url=f"{triton_http}/v2/health/ready",
                   cwd=str(root))
 
-    gateway_env = {**base, **profile, "HPS_GATEWAY_HOST": HOST,
+    jobs = {"HPS_JOB_DATA_DIR": str(root / ".run" / "jobs")}   # a default: `.env` or the environment wins
+    gateway_env = {**jobs, **base, **profile, "HPS_GATEWAY_HOST": HOST,
                    "HPS_GATEWAY_PORT": str(p["HPS_GATEWAY_PORT"]),
                    "HPS_TRITON_URL": f"{HOST}:{p['HPS_TRITON_GRPC_PORT']}"}
     gateway = Tier("gateway", [sys.executable, "-m", "gateway"], env=gateway_env,

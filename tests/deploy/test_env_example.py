@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings
 
 from docengine.settings import EngineSettings
 from gateway.settings import Settings as GatewaySettings
+from jobs.settings import JobSettings
 from vlm_server.settings import VLMServerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def settings_names(settings: type[BaseSettings]) -> tuple[set[str], set[str]]:
 
 def in_code() -> tuple[set[str], set[str]]:
     primary, aliases = set(), set()
-    for settings in (GatewaySettings, EngineSettings, VLMServerSettings):
+    for settings in (GatewaySettings, JobSettings, EngineSettings, VLMServerSettings):
         p, a = settings_names(settings)
         primary |= p
         aliases |= a
@@ -81,3 +82,12 @@ def test_listed_defaults_match_the_code():
         shown = defaults[f"HPS_{name.upper()}"]
         expected = str(value).lower() if isinstance(value, bool) else str(value)
         assert shown in (expected, expected.removesuffix(".0")), (name, shown, expected)
+
+
+def test_listed_job_defaults_match_the_code():
+    defaults = dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=(.*)$", EXAMPLE, flags=re.M))
+    jobs = JobSettings(_env_file=None)
+    for name in JobSettings.model_fields.keys() - {"pipeline_name"}:
+        value = getattr(jobs, name)
+        expected = str(value).lower() if isinstance(value, bool) else str(value)
+        assert defaults[f"HPS_JOB_{name.upper()}"] in (expected, expected.removesuffix(".0")), name

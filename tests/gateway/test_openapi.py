@@ -74,3 +74,15 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(gateway: 
                     for code in STATUSES}
         assert answered["200"] >= 20 and answered["422"] >= 20, answered
         assert sum(answered.values()) == gateway.metric("gateway_requests_total", route=route, method="POST")
+
+
+def test_job_routes_declare_both_bodies_and_their_failures(document: dict[str, Any]) -> None:
+    submit = document["paths"]["/api/v2/ocr/jobs"]["post"]
+    content = submit["requestBody"]["content"]
+    assert content["application/json"]["schema"]["required"] == ["fileUrl", "model"]
+    assert content["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
+    assert set(submit["responses"]) == {"200", "400", "401", "429", "503"}
+    assert set(document["paths"]["/api/v2/ocr/jobs/{job_id}"]["delete"]["responses"]) == {"200", "401", "404"}
+    failure = submit["responses"]["429"]["content"]["application/json"]["schema"]
+    assert document["components"]["schemas"][failure["$ref"].rsplit("/", 1)[1]]["required"] == [
+        "code", "msg", "logId"]

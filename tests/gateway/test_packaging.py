@@ -16,6 +16,7 @@ from packaging.requirements import Requirement
 from .conftest import REPO
 
 GATEWAY = REPO / "gateway"
+SHARED = ("contract", "safefetch", "jobs")   # the packages beside it that its Dockerfile copies
 
 
 def requirements() -> list[str]:
@@ -70,7 +71,7 @@ def test_the_gateway_needs_only_its_requirements_and_the_copied_files(tmp_path: 
     owners = metadata.packages_distributions()
     foreign = []
     for module in import_gateway(tmp_path, [])["modules"]:
-        if module in ("gateway", "contract") or module.startswith("_"):
+        if module in ("gateway", *SHARED) or module.startswith("_"):
             continue
         dists = {re.sub(r"[-_.]+", "-", d).lower() for d in owners.get(module, [])}
         if dists and not dists & allowed:
@@ -81,8 +82,8 @@ def test_the_gateway_needs_only_its_requirements_and_the_copied_files(tmp_path: 
     files = [Path(f).resolve() for f in loaded["files"] if f]
     ours = {f.relative_to(REPO).as_posix() for f in files
             if f.is_relative_to(REPO) and not f.is_relative_to(env)}
-    assert ours - {f"gateway/{p.name}" for p in GATEWAY.glob("*.py")} <= {
-        f"contract/{p.name}" for p in (REPO / "contract").glob("*.py")}
+    copied = {p.relative_to(REPO).as_posix() for package in SHARED for p in (REPO / package).rglob("*.py")}
+    assert ours - {f"gateway/{p.name}" for p in GATEWAY.glob("*.py")} <= copied
     dockerfile = (GATEWAY / "Dockerfile").read_text()
-    assert "COPY contract/ contract/" in dockerfile
+    assert all(f"COPY {package}/ {package}/" in dockerfile for package in SHARED)
     assert "COPY gateway/ gateway/" in dockerfile and 'CMD ["python", "-m", "gateway"]' in dockerfile
