@@ -142,11 +142,11 @@ def test_bodies_that_are_not_json_objects_are_refused_before_triton(stack: Stack
     refused(stack, baseline, 400, "not valid JSON", content=b'{"file": ', headers=json_type)
     refused(stack, baseline, 400, "NaN", content=b'{"file": "x", "temperature": NaN}', headers=json_type)
     refused(stack, baseline, 400, "not valid JSON", content=b'{"file": "\xff"}', headers=json_type)
-    refused(stack, baseline, 415, "Content-Type: application/json", content=b'{"file": "x"}',
+    refused(stack, baseline, 422, "declared as 'text/plain'", content=b'{"file": "x"}',
             headers={"content-type": "text/plain"})
-    refused(stack, baseline, 415, "Content-Type", data={"file": b64(SMALL_PNG)})  # an HTML form
+    refused(stack, baseline, 422, "Content-Type", data={"file": b64(SMALL_PNG)})  # an HTML form
     refused(stack, baseline, 422, "valid dictionary", json=[{"file": b64(SMALL_PNG)}])
-    refused(stack, baseline, 415, "Content-Type", route="/restructure-pages", content=b"{}")
+    refused(stack, baseline, 422, "pages", route="/restructure-pages", content=b"{}")  # no Content-Type: JSON
 
 
 def test_a_body_over_the_limit_is_refused_whether_declared_or_streamed(stack: Stack,
