@@ -5,6 +5,7 @@ Everything returned is plain JSON (ints, floats, str, lists, dicts), ready for `
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,15 +22,36 @@ from docengine.types import Block, LayoutBox
 # then points at them with <img src="imgs/...">).
 DOC_IMAGE_LABELS = ("image", "figure", "seal")
 
+# Labels that are not part of the reading flow: their blocks (and those of the markdown_ignore_labels) have
+# no `block_order`.
+SKIP_ORDER_LABELS = frozenset({
+    "figure_title", "vision_footnote", "image", "chart", "table", "header", "header_image", "footer",
+    "footer_image", "footnote", "aside_text"})
 
-def block_json(index: int, block: Block, content: str) -> dict[str, Any]:
+
+def reading_orders(labels: Sequence[str], ignore_labels: Collection[str]) -> list[int | None]:
+    """`block_order` of each block, as PaddleX numbers it when it writes the JSON: 1, 2, ... down the list,
+    skipping the labels outside the reading flow. A page without layout detection is block 1; a concatenated
+    document counts on from page to page."""
+    orders: list[int | None] = []
+    count = 0
+    for label in labels:
+        if label in SKIP_ORDER_LABELS or label in ignore_labels:
+            orders.append(None)
+        else:
+            count += 1
+            orders.append(count)
+    return orders
+
+
+def block_json(index: int, block: Block, content: str, order: int | None) -> dict[str, Any]:
     """One `parsing_res_list` entry; a block outside any group is its own group."""
     out: dict[str, Any] = {
         "block_label": block.label,
         "block_content": content,
         "block_bbox": [int(v) for v in block.bbox],
         "block_id": index,
-        "block_order": None if block.order is None else int(block.order),
+        "block_order": order,
         "group_id": index if block.group_id is None else int(block.group_id),
     }
     if block.polygon_points is not None:
@@ -108,7 +130,9 @@ def page_entry(size: tuple[int, int], boxes: list[LayoutBox], blocks: list[Block
     }
     if options.use_layout_detection:
         pruned["layout_det_res"] = {"boxes": [box.to_json() for box in boxes]}
-    pruned["parsing_res_list"] = [block_json(i, block, content(block)) for i, block in enumerate(blocks)]
+    orders = reading_orders([b.label for b in blocks], options.markdown_ignore_labels)
+    pruned["parsing_res_list"] = [block_json(i, block, content(block), order)
+                                  for i, (block, order) in enumerate(zip(blocks, orders, strict=True))]
     spotting = _spotting_res(blocks)
     if spotting is not None:
         pruned["spotting_res"] = spotting

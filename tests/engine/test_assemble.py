@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from contract.models import LayoutParsingRequest
-from docengine.assemble import assemble_page
+from docengine.assemble import assemble_page, reading_orders
 from docengine.images import draw_layout, encode_jpeg_b64
 from docengine.options import AssembleOptions, parse_options
 from docengine.settings import EngineSettings
@@ -44,10 +44,10 @@ def layout() -> tuple[list[LayoutBox], list[Block]]:
     crop = page()[120:220, 40:200]
     figure = "imgs/img_in_image_box_250_240_290_280.jpg"
     blocks = [
-        Block("doc_title", [np.int64(20), 10, 380, 50], "Annual Report", group_id=None, order=1,
+        Block("doc_title", [np.int64(20), 10, 380, 50], "Annual Report", group_id=None,
               polygon_points=poly),
-        Block("text", [20, 60, 380, 110], "First line\nsecond line", group_id=1, order=2),
-        Block("image", [40, 120, 200, 220], "", order=None,
+        Block("text", [20, 60, 380, 110], "First line\nsecond line", group_id=1),
+        Block("image", [40, 120, 200, 220], "",
               image_path="imgs/img_in_image_box_40_120_200_220.jpg", image=crop),
         Block("table", [230, 230, 390, 290],
               f'<table><tr><td>a</td><td><img src="{figure}" /></td></tr></table>'),
@@ -189,3 +189,10 @@ def test_draw_layout_marks_boxes_and_polygons():
     tri = LayoutBox(22, "text", 0.9, [0, 0, 100, 100], 1, [[0, 0], [100, 0], [0, 100]])
     only_poly = draw_layout(np.full((100, 100, 3), 255, np.uint8), [tri])
     assert (only_poly[90, 90] == 255).all() and (only_poly[30, 30] != 255).any()
+
+
+def test_block_order_counts_the_reading_flow_as_paddlex_writes_it():
+    """Recounted from the labels, not taken from layout: a page read whole (layout off) is block 1."""
+    assert reading_orders(["ocr"], []) == [1]
+    assert reading_orders(["text", "number", "image", "table", "text", "figure_title"], ["number"]) == [
+        1, None, None, None, 2, None]
