@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from contract.envelope import markdown_json
-from docengine.images import draw_layout, encode_jpeg_b64
+from docengine.images import draw_layout, draw_spotting, encode_jpeg_b64
 from docengine.markdown import MarkdownStyle, block_images, format_block_content, image_path, markdown_text
 from docengine.options import AssembleOptions
 from docengine.recognition.crops import int_box
@@ -106,6 +106,9 @@ def encode_page_images(page: np.ndarray, boxes: list[LayoutBox], blocks: list[Bl
         images.markdown = {path: encode_jpeg_b64(img, size) for path, img in crops.items()}
     if options.visualize:
         drawn = {"layout_det_res": draw_layout(page, boxes)} if options.use_layout_detection else {}
+        spotting = _spotting_res(blocks)
+        if spotting is not None:
+            drawn["spotting_res_img"] = draw_spotting(page, spotting["rec_polys"], spotting["rec_texts"])
         images.output = {key: encode_jpeg_b64(img, size) for key, img in drawn.items()}
         images.input = encode_jpeg_b64(page, size)
     return images

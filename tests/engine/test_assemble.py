@@ -136,6 +136,24 @@ def test_without_layout_detection_no_layout_keys():
     assert entry["markdown"]["text"] == "whole page text"
 
 
+def test_spotting_is_visualised_beside_the_page():
+    quad = [[10.0, 10.0], [200.0, 10.0], [200.0, 60.0], [10.0, 60.0]]
+    blocks = [Block("spotting", [0, 0, W, H], "Hello", extra={"spotting": {"rec_polys": [quad],
+                                                                            "rec_texts": ["Hello"]}})]
+    options = AssembleOptions(visualize=True, use_layout_detection=False)
+    entry = assemble_page(page(), [], blocks, options)
+    assert list(entry["outputImages"]) == ["spotting_res_img"]
+    shown = np.asarray(decode(entry["outputImages"]["spotting_res_img"])).astype(int)
+    assert shown.shape == (H, 2 * W, 3)                        # the page, then the texts on white
+    original = np.asarray(decode(entry["inputImage"])).astype(int)
+    assert np.abs(shown[30, 100] - original[30, 100]).sum() > 30    # the quad is shaded on the left
+    assert np.abs(shown[H - 5, 5] - original[H - 5, 5]).sum() < 30  # the rest of the page is not
+    right = shown[:, W:]
+    assert (right[5:65, 5:205] < 128).any() and (right[100:, :] > 240).all()   # text in the quad only
+    plain = assemble_page(page(), [], [Block("ocr", [0, 0, W, H], "x")], options)
+    assert "spotting_res_img" not in plain["outputImages"]
+
+
 def test_format_block_content_and_spotting():
     boxes, blocks = layout()
     blocks[0] = Block("paragraph_title", [20, 10, 380, 50], "1.1 Scope")
