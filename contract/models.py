@@ -33,10 +33,14 @@ class LayoutParsingRequest(_WireModel):
     )
     use_doc_orientation_classify: bool | None = Field(
         None,
-        description="Document orientation classification. Not available in this deployment: true is refused.",
+        description="Turn each page upright first (PP-LCNet_x1_0_doc_ori: 0/90/180/270 degrees). Either "
+        "preprocessing switch true runs preprocessing, and then one left out counts as true. The angle is "
+        "`prunedResult.doc_preprocessor_res.angle`.",
     )
     use_doc_unwarping: bool | None = Field(
-        None, description="Document unwarping. Not available in this deployment: true is refused."
+        None,
+        description="Flatten each page first (UVDoc). A server without the UVDoc model (the CPU profile "
+        "ships none) refuses true with a 422 that says how to add it.",
     )
     use_layout_detection: bool | None = Field(
         None,

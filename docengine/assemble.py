@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from docengine.markdown import MarkdownStyle, block_images, format_block_content
 from docengine.options import AssembleOptions
 from docengine.recognition.crops import int_box
 from docengine.types import Block, LayoutBox
+
+if TYPE_CHECKING:
+    from docengine.preprocess import Preprocessed
 
 # Layout regions whose crops always go into `markdown.images`, even when a table absorbed them (its HTML
 # then points at them with <img src="imgs/...">).
@@ -97,26 +100,34 @@ class PageImages:
 
 
 def encode_page_images(page: np.ndarray, boxes: list[LayoutBox], blocks: list[Block],
-                       options: AssembleOptions) -> PageImages:
-    """The page's images as its answer carries them; after this the page image and crops can go."""
+                       options: AssembleOptions, preprocessed: Preprocessed | None = None) -> PageImages:
+    """The page's images as its answer carries them; after this the page image and crops can go. `page` is
+    the page layout read; after preprocessing, `inputImage` is the page as it came (`preprocessed`)."""
     size = options.max_output_image_size
     images = PageImages()
     if options.return_markdown_images:
         crops = {**block_images(blocks), **_doc_images(page, boxes)}
         images.markdown = {path: encode_jpeg_b64(img, size) for path, img in crops.items()}
     if options.visualize:
-        drawn = {"layout_det_res": draw_layout(page, boxes)} if options.use_layout_detection else {}
+        output: dict[str, str] = {}
+        if preprocessed is not None and preprocessed.visual is not None:
+            output["preprocessed_img"] = preprocessed.visual
+        if options.use_layout_detection:
+            output["layout_det_res"] = encode_jpeg_b64(draw_layout(page, boxes), size)
         spotting = _spotting_res(blocks)
         if spotting is not None:
-            drawn["spotting_res_img"] = draw_spotting(page, spotting["rec_polys"], spotting["rec_texts"])
-        images.output = {key: encode_jpeg_b64(img, size) for key, img in drawn.items()}
-        images.input = encode_jpeg_b64(page, size)
+            drawn = draw_spotting(page, spotting["rec_polys"], spotting["rec_texts"])
+            output["spotting_res_img"] = encode_jpeg_b64(drawn, size)
+        images.output = output
+        images.input = (preprocessed.input_image if preprocessed is not None and preprocessed.input_image
+                        else encode_jpeg_b64(page, size))
     return images
 
 
 def page_entry(size: tuple[int, int], boxes: list[LayoutBox], blocks: list[Block], options: AssembleOptions,
-               images: PageImages) -> dict[str, Any]:
-    """The `layoutParsingResults[]` entry of a page of `size` (width, height) from its blocks and images."""
+               images: PageImages, preprocessed: Preprocessed | None = None) -> dict[str, Any]:
+    """The `layoutParsingResults[]` entry of a page of `size` (width, height) from its blocks and images;
+    `prunedResult` has PaddleX's keys in PaddleX's order."""
     width, height = size
 
     def content(block: Block) -> str:
@@ -131,14 +142,16 @@ def page_entry(size: tuple[int, int], boxes: list[LayoutBox], blocks: list[Block
         "height": height,
         "model_settings": options.model_settings(),
     }
-    if options.use_layout_detection:
-        pruned["layout_det_res"] = {"boxes": [box.to_json() for box in boxes]}
     orders = reading_orders([b.label for b in blocks], options.markdown_ignore_labels)
     pruned["parsing_res_list"] = [block_json(i, block, content(block), order)
                                   for i, (block, order) in enumerate(zip(blocks, orders, strict=True))]
     spotting = _spotting_res(blocks)
     if spotting is not None:
         pruned["spotting_res"] = spotting
+    if preprocessed is not None:
+        pruned["doc_preprocessor_res"] = preprocessed.to_json()
+    if options.use_layout_detection:
+        pruned["layout_det_res"] = {"boxes": [box.to_json() for box in boxes]}
 
     style = MarkdownStyle(width, options.prettify_markdown, options.use_ocr_for_image_block,
                           options.use_seal_recognition, options.use_chart_recognition)

@@ -119,3 +119,17 @@ def draw_spotting(page: np.ndarray, polys: Sequence[Sequence[Sequence[float]]],
     shown.paste(Image.blend(base, filled, 0.5), (0, 0))
     shown.paste(written, (width, 0))
     return np.asarray(shown)
+
+
+def draw_preprocessing(pages: Sequence[np.ndarray], captions: Sequence[str]) -> np.ndarray:
+    """`preprocessed_img`, laid out as PaddleX's: the pages side by side on white (the page as it came, turned
+    upright, flattened), each with its caption in a 25-pixel strip below. Returns a new RGB array."""
+    height = max(p.shape[0] for p in pages)
+    shown = Image.new("RGB", (sum(p.shape[1] for p in pages), height + 25), (255, 255, 255))
+    draw = ImageDraw.Draw(shown)
+    left = 0
+    for page, caption in zip(pages, captions, strict=True):
+        shown.paste(Image.fromarray(np.ascontiguousarray(page)).convert("RGB"), (left, 0))
+        draw.text((left + 10, height + 2), caption, font=_font(18), fill=(0, 0, 0))
+        left += page.shape[1]
+    return np.asarray(shown)

@@ -67,8 +67,8 @@ def test_entry_keys_and_plain_json_types():
     entry = assemble_page(page(), boxes, blocks, AssembleOptions(visualize=False))
     assert set(entry) == {"prunedResult", "markdown"}
     pruned = entry["prunedResult"]
-    assert list(pruned) == ["page_count", "width", "height", "model_settings", "layout_det_res",
-                            "parsing_res_list"]
+    assert list(pruned) == ["page_count", "width", "height", "model_settings", "parsing_res_list",
+                            "layout_det_res"]   # PaddleX's order
     assert pruned["page_count"] is None and (pruned["width"], pruned["height"]) == (W, H)
     assert list(pruned["model_settings"]) == MODEL_SETTINGS_KEYS
     assert pruned["model_settings"]["markdown_ignore_labels"] == [
