@@ -92,7 +92,8 @@ class LayoutParsingRequest(_WireModel):
     merge_tables: bool = Field(True, description="With `restructurePages`: merge tables split over pages.")
     relevel_titles: bool = Field(True, description="With `restructurePages`: relevel paragraph titles.")
     visualize: bool | None = Field(None, description="Return `outputImages` and `inputImage` (default true).")
-    output_formats: list[Literal["docx"]] | None = Field(None, description="Extra exports. Only `docx`.")
+    output_formats: list[Literal["docx"]] | None = Field(
+        None, description='Extra exports of each page: `["docx"]` adds `exports.docx` (a Word document).')
     log_id: str | None = Field(None, description="Request id echoed in the response and the logs.")
 
     model_config = ConfigDict(
@@ -133,7 +134,9 @@ class RestructurePagesRequest(_WireModel):
     prettify_markdown: bool = Field(True)
     show_formula_number: bool = Field(False)
     return_markdown_images: bool = Field(True)
-    output_formats: list[Literal["docx"]] | None = Field(None)
+    output_formats: list[Literal["docx"]] | None = Field(
+        None, description='`["docx"]` adds `exports.docx` to each result (one for the whole document when '
+        "concatenating).")
     log_id: str | None = Field(None)
 
 

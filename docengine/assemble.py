@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from contract.envelope import markdown_json
+from docengine.docx_export import DocxPage, decode_images, docx_exports
 from docengine.images import draw_layout, draw_spotting, encode_jpeg_b64
 from docengine.markdown import MarkdownStyle, block_images, format_block_content, image_path, markdown_text
 from docengine.options import AssembleOptions
@@ -94,7 +95,7 @@ def _spotting_res(blocks: list[Block]) -> dict[str, Any] | None:
 class PageImages:
     """What a page's answer needs of its pixels, encoded while the page image is at hand (Base64 JPEG)."""
 
-    markdown: dict[str, str] | None = None    # `markdown.images`, None when not returned
+    crops: dict[str, str] | None = None       # by `imgs/...` path: `markdown.images`, the docx's pictures
     output: dict[str, str] | None = None      # `outputImages`, when visualizing
     input: str | None = None                  # `inputImage`, when visualizing
 
@@ -105,9 +106,9 @@ def encode_page_images(page: np.ndarray, boxes: list[LayoutBox], blocks: list[Bl
     the page layout read; after preprocessing, `inputImage` is the page as it came (`preprocessed`)."""
     size = options.max_output_image_size
     images = PageImages()
-    if options.return_markdown_images:
+    if options.return_markdown_images or "docx" in options.output_formats:
         crops = {**block_images(blocks), **_doc_images(page, boxes)}
-        images.markdown = {path: encode_jpeg_b64(img, size) for path, img in crops.items()}
+        images.crops = {path: encode_jpeg_b64(img, size) for path, img in crops.items()}
     if options.visualize:
         output: dict[str, str] = {}
         if preprocessed is not None and preprocessed.visual is not None:
@@ -125,9 +126,10 @@ def encode_page_images(page: np.ndarray, boxes: list[LayoutBox], blocks: list[Bl
 
 
 def page_entry(size: tuple[int, int], boxes: list[LayoutBox], blocks: list[Block], options: AssembleOptions,
-               images: PageImages, preprocessed: Preprocessed | None = None) -> dict[str, Any]:
-    """The `layoutParsingResults[]` entry of a page of `size` (width, height) from its blocks and images;
-    `prunedResult` has PaddleX's keys in PaddleX's order."""
+               images: PageImages, preprocessed: Preprocessed | None = None,
+               index: int = 0) -> dict[str, Any]:
+    """The `layoutParsingResults[]` entry of page `index`, of `size` (width, height), from its blocks and
+    images; `prunedResult` has PaddleX's keys in PaddleX's order."""
     width, height = size
 
     def content(block: Block) -> str:
@@ -157,10 +159,16 @@ def page_entry(size: tuple[int, int], boxes: list[LayoutBox], blocks: list[Block
                           options.use_seal_recognition, options.use_chart_recognition)
     text = markdown_text(blocks, style=style, show_formula_number=options.show_formula_number,
                          ignore_labels=set(options.markdown_ignore_labels))
-    entry: dict[str, Any] = {"prunedResult": pruned, "markdown": markdown_json(text, images.markdown)}
+    markdown_images = images.crops if options.return_markdown_images else None
+    entry: dict[str, Any] = {"prunedResult": pruned, "markdown": markdown_json(text, markdown_images)}
     if options.visualize:
         entry["outputImages"] = images.output or {}
         entry["inputImage"] = images.input
+    if "docx" in options.output_formats:
+        page = DocxPage(blocks, width, decode_images(images.crops), options.markdown_ignore_labels,
+                        options.use_chart_recognition, options.use_seal_recognition,
+                        options.use_ocr_for_image_block)
+        entry["exports"] = docx_exports([page], f"page_{index}.docx")
     return entry
 
 

@@ -99,6 +99,7 @@ class AssembleOptions(Switches):
     visualize: bool = True
     return_layout_polygon_points: bool = True
     max_output_image_size: int = 2000
+    output_formats: tuple[str, ...] = ()   # extra exports of each entry: "docx"
 
     def model_settings(self) -> dict[str, Any]:
         """`prunedResult.model_settings`, in upstream's key order."""
@@ -125,6 +126,7 @@ class RestructureOptions:
     prettify: bool = True
     show_formula_number: bool = False
     return_markdown_images: bool = True
+    output_formats: tuple[str, ...] = ()   # `/restructure-pages`' extra exports of each result: "docx"
 
 
 @dataclass(frozen=True)
@@ -190,8 +192,6 @@ def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
     """The request's options with every default filled in, against the preprocessing models this server
     has. Refused options and bad values are a 422."""
     preprocess = preprocess_options(req, settings, preprocessing)
-    if req.output_formats:
-        raise output_formats_refused()
     extra: Mapping[str, Any] = req.vlm_extra_args or {}
     use_layout = _default(req.use_layout_detection, True)
     prompt_label = req.prompt_label or "ocr"
@@ -236,6 +236,7 @@ def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
         visualize=_default(req.visualize, settings.visualize),
         return_layout_polygon_points=req.layout_shape_mode != "rect",
         max_output_image_size=settings.max_output_image_size,
+        output_formats=tuple(req.output_formats or ()),
     )
     restructure = None
     if req.restructure_pages:
@@ -254,13 +255,8 @@ def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
 
 
 def restructure_options(req: RestructurePagesRequest) -> RestructureOptions:
-    if req.output_formats:
-        raise output_formats_refused()
     return RestructureOptions(
         merge_tables=req.merge_tables, relevel_titles=req.relevel_titles,
         concatenate_pages=req.concatenate_pages, prettify=req.prettify_markdown,
-        show_formula_number=req.show_formula_number, return_markdown_images=req.return_markdown_images)
-
-
-def output_formats_refused() -> InvalidInputError:
-    return InvalidInputError("outputFormats is not available on this server; leave it out")
+        show_formula_number=req.show_formula_number, return_markdown_images=req.return_markdown_images,
+        output_formats=tuple(req.output_formats or ()))

@@ -107,7 +107,8 @@ class Engine:
             await asyncio.to_thread(restructure_blocks, [p.blocks for p in pages],
                                     merge_tables=restructure.merge_tables,
                                     relevel_titles=restructure.relevel_titles)
-        results = [p.entry(options.assemble) for p in pages]
+        results = await asyncio.to_thread(
+            lambda: [p.entry(options.assemble, i) for i, p in enumerate(pages)])   # a docx is CPU work
         log.info("[%s] parsed %d page(s)", log_id, len(results))
         return {"layoutParsingResults": results, "dataInfo": doc.data_info}
 
@@ -178,8 +179,8 @@ class ParsedPage:
     images: PageImages
     preprocessed: Preprocessed | None = None
 
-    def entry(self, options: AssembleOptions) -> dict[str, Any]:
-        return page_entry(self.size, self.boxes, self.blocks, options, self.images, self.preprocessed)
+    def entry(self, options: AssembleOptions, index: int) -> dict[str, Any]:
+        return page_entry(self.size, self.boxes, self.blocks, options, self.images, self.preprocessed, index)
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from contract.envelope import markdown_json
 from docengine.assemble import reading_orders
+from docengine.docx_export import DocxPage, decode_images, docx_exports
 from docengine.errors import InvalidInputError
 from docengine.markdown import (
     DEFAULT_IGNORE_LABELS,
@@ -292,10 +293,13 @@ def restructure_pages(
     prettify: bool = True,
     show_formula_number: bool = False,
     return_markdown_images: bool = True,
+    output_formats: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """`{prunedResult, markdown: {text, images}}` per page, or one for the whole document when concatenating.
+    """`{prunedResult, markdown: {text, images}[, exports]}` per page, or one for the whole document when
+    concatenating.
 
-    Each input is a page's `(prunedResult, markdown images)`; the inputs are not modified.
+    Each input is a page's `(prunedResult, markdown images)`; the inputs are not modified. A docx takes its
+    pictures from the markdown images (Base64; anything else, a URL say, is left out rather than fetched).
     """
     pruned_list = [copy.deepcopy(p) for p, _ in pages]
     blocks = [rebuild_page(p, i) for i, p in enumerate(pruned_list)]
@@ -305,12 +309,17 @@ def restructure_pages(
     texts = [_markdown(b, p, w, prettify, show_formula_number)
              for b, p, w in zip(blocks, pruned_list, widths, strict=True)]
 
+    docx = "docx" in output_formats
     if not concatenate_pages:
-        return [
-            {"prunedResult": _pruned_result(p, _parsing_res(b, p, [w] * len(b))),
-             "markdown": markdown_json(text, _passed_on(images, return_markdown_images))}
-            for p, b, w, text, (_, images) in zip(pruned_list, blocks, widths, texts, pages, strict=True)
-        ]
+        results = []
+        for i, (p, b, w, text, (_, images)) in enumerate(
+                zip(pruned_list, blocks, widths, texts, pages, strict=True)):
+            result = {"prunedResult": _pruned_result(p, _parsing_res(b, p, [w] * len(b))),
+                      "markdown": markdown_json(text, _passed_on(images, return_markdown_images))}
+            if docx:
+                result["exports"] = docx_exports([_docx_page(p, b, w, images)], f"page_{i}.docx")
+            results.append(result)
+        return results
 
     # One document, as PaddleX builds it from its first page: that page's size, settings and spotting result,
     # every page's blocks, and the per-page results as lists.
@@ -325,7 +334,20 @@ def restructure_pages(
                             layout_det_res=[p.get("layout_det_res") for p in pruned_list])
     text = "\n\n".join(t for t in texts if t)
     markdown = markdown_json(text, _passed_on(union, return_markdown_images))
-    return [{"prunedResult": pruned, "markdown": markdown}]
+    result = {"prunedResult": pruned, "markdown": markdown}
+    if docx:
+        parts = [_docx_page(p, b, w, union) for p, b, w in zip(pruned_list, blocks, widths, strict=True)]
+        result["exports"] = docx_exports(parts, "document.docx")
+    return [result]
+
+
+def _docx_page(pruned: dict[str, Any], blocks: list[Block], width: int,
+               images: dict[str, str] | None) -> DocxPage:
+    settings = _settings(pruned)
+    return DocxPage(blocks, width, decode_images(images), _ignore_labels(pruned),
+                    use_chart_recognition=bool(settings.get("use_chart_recognition", False)),
+                    use_seal_recognition=bool(settings.get("use_seal_recognition", False)),
+                    use_ocr_for_image_block=bool(settings.get("use_ocr_for_image_block", False)))
 
 
 def _passed_on(images: dict[str, str] | None, wanted: bool) -> dict[str, str] | None:

@@ -265,7 +265,7 @@ def test_what_the_gateway_lets_through_the_engine_refuses_with_422(stack: Stack,
                                                                    baseline: dict[str, int]) -> None:
     refused(stack, baseline, 422, "useDocUnwarping is not available on this server (cpu profile)",
             "HPS_DOC_UNWARPING_MODEL_DIR", json={**LAYOUT_BASE, "useDocUnwarping": True})
-    refused(stack, baseline, 422, "outputFormats", json={**LAYOUT_BASE, "outputFormats": ["docx"]})
+    refused(stack, baseline, 422, "outputFormats", json={**LAYOUT_BASE, "outputFormats": ["pdf"]})
     block = {"block_label": "table", "block_bbox": [0, 0, "a", 1]}
     broken = [{"prunedResult": {"parsing_res_list": [block]}}]
     refused(stack, baseline, 422, "parsing_res_list[0] is malformed", route="/restructure-pages",
