@@ -32,6 +32,7 @@ TITLE_LABELS = ("paragraph_title", "abstract_title", "reference_title", "content
 CAPTION_LABELS = ("figure_title", "table_title", "chart_title")
 FORMULA_LABELS = ("display_formula", "formula", "inline_formula")
 SKIPPED_LABELS = ("formula_number",)   # as in the Markdown: only ever shown beside its formula
+_BOX = re.compile(r"_box_(-?\d+)_(-?\d+)_(-?\d+)_(-?\d+)\.\w+$")
 
 
 @dataclass
@@ -130,13 +131,18 @@ class _Writer:
         data = self.page.images.get(block.image_path or "")
         if data is None:
             return
-        x1, _, x2, _ = block.bbox
-        fraction = min(1.0, max(0.05, (x2 - x1) / max(self.page.page_width, 1)))
         try:
-            self.document.add_picture(io.BytesIO(data), width=Emu(int(self.usable_width * fraction)))
+            self.document.add_picture(io.BytesIO(data), width=Emu(self.width_on_page(block.bbox)))
         except UnrecognizedImageError:
             return   # a client's markdownImages entry that is not a picture
         self.document.paragraphs[-1].alignment = WD_ALIGN_PARAGRAPH.CENTER
+
+    def width_on_page(self, bbox: Sequence[int] | None) -> int:
+        """A picture's width in the document: its share of the page's width (the whole line without one)."""
+        if bbox is None:
+            return self.usable_width
+        fraction = min(1.0, max(0.05, (bbox[2] - bbox[0]) / max(self.page.page_width, 1)))
+        return int(self.usable_width * fraction)
 
     def chart(self, content: str) -> None:
         """A chart read by the VLM: pipe-separated rows, the first one the header."""
@@ -185,9 +191,9 @@ class _Writer:
             for path in cell.images:
                 data = self.page.images.get(path)
                 if data is not None:
+                    size = min(self.usable_width // width, self.width_on_page(_box_of(path)))
                     try:
-                        paragraph.add_run().add_picture(io.BytesIO(data),
-                                                        width=Emu(self.usable_width // max(width, 1)))
+                        paragraph.add_run().add_picture(io.BytesIO(data), width=Emu(size))
                     except UnrecognizedImageError:
                         continue
 
@@ -241,6 +247,12 @@ def _span(value: str | None) -> int:
         return min(max(1, int(value or 1)), _TableParser.MAX_SPAN)
     except ValueError:
         return 1
+
+
+def _box_of(path: str) -> list[int] | None:
+    """The page box an `imgs/img_in_<label>_box_x1_y1_x2_y2.jpg` path names."""
+    match = _BOX.search(path)
+    return [int(v) for v in match.groups()] if match else None
 
 
 def _one_line(text: str) -> str:

@@ -69,6 +69,7 @@ def test_blocks_become_headings_paragraphs_tables_pictures_and_formulas():
     usable = document.sections[0].page_width - document.sections[0].left_margin \
         - document.sections[0].right_margin
     assert abs(picture.width - usable * 0.5) < usable * 0.01          # half the page wide, as on the page
+    assert abs(document.inline_shapes[1].width - usable * 0.06) < usable * 0.01   # its box, in its cell
     table, chart = document.tables
     assert [[c.text for c in row.cells] for row in table.rows] == [
         ["Scores", "Scores", "Note"], ["Model", "0.91", "Note"], ["Layout", "12", "ok"]]
