@@ -11,8 +11,8 @@ Usage: ./prepare.sh [--check-only | --skip-download | --download-only]
 Checks this machine for the GPU stack (x86_64, Docker >= 19.03, Docker Compose >= 2.24, NVIDIA GPU with
 compute capability 8.0 to below 12.0, driver >= 560 for CUDA 12.6, NVIDIA Container Toolkit), creates .env
 from .env.example when there is none, and downloads the weights of the release named by HPS_PIPELINE_NAME
-(environment, else .env; default PaddleOCR-VL-1.6) into ./models. Downloads resume and are skipped when
-complete. Set HF_ENDPOINT to use a Hugging Face mirror.
+(environment, else .env; default PaddleOCR-VL-1.6), and UVDoc for useDocUnwarping, into ./models. Downloads
+resume and are skipped when complete. Set HF_ENDPOINT to use a Hugging Face mirror.
 
   --check-only     only check; create and download nothing
   --skip-download  check and create .env, download nothing
@@ -179,11 +179,17 @@ make_env() {
     fi
 }
 
-# complete DIR: the weights in DIR are whole (a config, the safetensors, every shard, no partial download).
+# complete DIR: the weights in DIR are whole (an ONNX repository's inference.onnx, else a config, the
+# safetensors and every shard; no partial download).
 complete() {
     local dir=$1 shard
-    [ -f "$dir/config.json" ] || return 1
-    compgen -G "$dir/*.safetensors" >/dev/null || return 1
+    case "$dir" in
+        *_onnx) [ -f "$dir/inference.onnx" ] || return 1 ;;
+        *)
+            [ -f "$dir/config.json" ] || return 1
+            compgen -G "$dir/*.safetensors" >/dev/null || return 1
+            ;;
+    esac
     if [ -d "$dir/.cache/huggingface/download" ] \
         && [ -n "$(find "$dir/.cache/huggingface/download" -name '*.incomplete' -print -quit)" ]; then
         return 1
@@ -237,9 +243,10 @@ download_weights() {
             return
             ;;
     esac
-    info "release $pipeline: VLM PaddlePaddle/$pipeline, layout PaddlePaddle/$layout"
+    info "release $pipeline: VLM PaddlePaddle/$pipeline, layout PaddlePaddle/$layout, unwarping PaddlePaddle/UVDoc_onnx"
     fetch "PaddlePaddle/$pipeline" "$MODELS_DIR/$pipeline"
     fetch "PaddlePaddle/$layout" "$MODELS_DIR/$layout"
+    fetch PaddlePaddle/UVDoc_onnx "$MODELS_DIR/UVDoc_onnx"
 }
 
 if [ "$mode" != download ]; then

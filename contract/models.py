@@ -35,10 +35,14 @@ class LayoutParsingRequest(_WireModel):
     )
     use_doc_orientation_classify: bool | None = Field(
         None,
-        description="Document orientation classification. Not available in this deployment: true is refused.",
+        description="Turn each page upright first (PP-LCNet_x1_0_doc_ori: 0/90/180/270 degrees). Either "
+        "preprocessing switch true runs preprocessing, and then one left out counts as true. The angle is "
+        "`prunedResult.doc_preprocessor_res.angle`.",
     )
     use_doc_unwarping: bool | None = Field(
-        None, description="Document unwarping. Not available in this deployment: true is refused."
+        None,
+        description="Flatten each page first (UVDoc). A server without the UVDoc model (the CPU profile "
+        "ships none) refuses true with a 422 that says how to add it.",
     )
     use_layout_detection: bool | None = Field(
         None,
@@ -90,7 +94,8 @@ class LayoutParsingRequest(_WireModel):
     merge_tables: bool = Field(True, description="With `restructurePages`: merge tables split over pages.")
     relevel_titles: bool = Field(True, description="With `restructurePages`: relevel paragraph titles.")
     visualize: bool | None = Field(None, description="Return `outputImages` and `inputImage` (default true).")
-    output_formats: list[Literal["docx"]] | None = Field(None, description="Extra exports. Only `docx`.")
+    output_formats: list[Literal["docx"]] | None = Field(
+        None, description='Extra exports of each page: `["docx"]` adds `exports.docx` (a Word document).')
     page_ranges: str | None = Field(
         None, description='Extension: the pages to parse, e.g. "2,4-6", counted from 1; all when left out.')
     log_id: str | None = Field(None, description="Request id echoed in the response and the logs.")
@@ -140,7 +145,9 @@ class RestructurePagesRequest(_WireModel):
     prettify_markdown: bool = Field(True)
     show_formula_number: bool = Field(False)
     return_markdown_images: bool = Field(True)
-    output_formats: list[Literal["docx"]] | None = Field(None)
+    output_formats: list[Literal["docx"]] | None = Field(
+        None, description='`["docx"]` adds `exports.docx` to each result (one for the whole document when '
+        "concatenating).")
     log_id: str | None = Field(None)
 
 

@@ -78,7 +78,7 @@ def prepare_page(image: np.ndarray, boxes: list[LayoutBox] | None, options: Reco
         lead = unit.members[0]
         for source in unit.members:
             box = boxes[source]
-            block = Block(label=box.label, bbox=list(ints[source]), group_id=position[lead], order=box.order,
+            block = Block(label=box.label, bbox=list(ints[source]), group_id=position[lead],
                           polygon_points=box.polygon_points)
             if box.label in image_like:
                 block.image_path = image_path(box.label, ints[source])

@@ -1,9 +1,11 @@
-"""Images that leave the engine: Base64 JPEG encoding and the layout visualisation of `outputImages`."""
+"""Images that leave the engine: Base64 JPEG encoding and the visualisations of `outputImages`."""
 
 from __future__ import annotations
 
 import base64
 import io
+import random
+from collections.abc import Sequence
 from functools import lru_cache
 
 import cv2
@@ -89,3 +91,45 @@ def draw_layout(page: np.ndarray, boxes: list[LayoutBox]) -> np.ndarray:
             ox = x2 + 2 if width - x2 >= size else x2 - size * 1.1
             draw.text((ox, y1 - size // 2), str(box.order), font=order_font, fill=(255, 0, 0))
     return np.asarray(image)
+
+
+def draw_spotting(page: np.ndarray, polys: Sequence[Sequence[Sequence[float]]],
+                  texts: Sequence[str]) -> np.ndarray:
+    """`spotting_res_img`, laid out as PaddleX's: the page with each spotted text's quad filled in its own
+    colour (half transparent) on the left, and on the right a white page with each text written where it was
+    found, its quad outlined in the same colour. Returns a new RGB array twice the page's width."""
+    base = Image.fromarray(np.ascontiguousarray(page)).convert("RGB")
+    width, height = base.size
+    filled = base.copy()
+    fill = ImageDraw.Draw(filled)
+    written = Image.new("RGB", (width, height), (255, 255, 255))
+    write = ImageDraw.Draw(written)
+    colours = random.Random(0)   # the same colours for the same page, every time
+    for poly, text in zip(polys, texts, strict=False):
+        colour = (colours.randint(0, 255), colours.randint(0, 255), colours.randint(0, 255))
+        points = [(float(x), float(y)) for x, y in poly]
+        if len(points) < 3:
+            continue
+        fill.polygon(points, fill=colour)
+        write.polygon(points, outline=colour, width=max(1, width // 600))
+        xs, ys = [x for x, _ in points], [y for _, y in points]
+        size = int(min(max(8, (max(ys) - min(ys)) * 0.8), 200))
+        write.text((min(xs), min(ys)), text, font=_font(size), fill=(0, 0, 0))
+    shown = Image.new("RGB", (2 * width, height), (255, 255, 255))
+    shown.paste(Image.blend(base, filled, 0.5), (0, 0))
+    shown.paste(written, (width, 0))
+    return np.asarray(shown)
+
+
+def draw_preprocessing(pages: Sequence[np.ndarray], captions: Sequence[str]) -> np.ndarray:
+    """`preprocessed_img`, laid out as PaddleX's: the pages side by side on white (the page as it came, turned
+    upright, flattened), each with its caption in a 25-pixel strip below. Returns a new RGB array."""
+    height = max(p.shape[0] for p in pages)
+    shown = Image.new("RGB", (sum(p.shape[1] for p in pages), height + 25), (255, 255, 255))
+    draw = ImageDraw.Draw(shown)
+    left = 0
+    for page, caption in zip(pages, captions, strict=True):
+        shown.paste(Image.fromarray(np.ascontiguousarray(page)).convert("RGB"), (left, 0))
+        draw.text((left + 10, height + 2), caption, font=_font(18), fill=(0, 0, 0))
+        left += page.shape[1]
+    return np.asarray(shown)

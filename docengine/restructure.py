@@ -15,6 +15,8 @@ import re
 from typing import Any
 
 from contract.envelope import markdown_json
+from docengine.assemble import reading_orders
+from docengine.docx_export import DocxPage, decode_images, docx_exports
 from docengine.errors import InvalidInputError
 from docengine.markdown import (
     DEFAULT_IGNORE_LABELS,
@@ -73,7 +75,6 @@ def rebuild_page(pruned: dict[str, Any], page_no: int) -> list[Block]:
             bbox=bbox,
             content=_unformatted(str(entry.get("block_content") or "")),
             group_id=group_id,
-            order=entry.get("block_order"),
             polygon_points=entry.get("block_polygon_points"),
             image_path=image_path(label, bbox) if label in pictures else None,
         ))
@@ -201,14 +202,21 @@ def _page_width(pruned: dict[str, Any], blocks: list[Block]) -> int:
     return max((b.bbox[2] for b in blocks), default=1)
 
 
-def _parsing_res(blocks: list[Block], pruned: dict[str, Any], width: int,
-                 offset: int = 0) -> list[dict[str, Any]]:
-    """`parsing_res_list` with the global ids; ids and groups start at `offset` in a concatenated document."""
+def _ignore_labels(pruned: dict[str, Any]) -> list[str]:
+    ignore = _settings(pruned).get("markdown_ignore_labels")
+    return list(DEFAULT_IGNORE_LABELS if ignore is None else ignore)
+
+
+def _parsing_res(blocks: list[Block], pruned: dict[str, Any], widths: list[int]) -> list[dict[str, Any]]:
+    """`parsing_res_list` with the global ids, as PaddleX writes it from its blocks: `block_id` and
+    `block_order` count down this list (a whole document when concatenated), `group_id` is the block's own
+    (page-local) one, `global_group_id` the document-wide one. `widths[i]` is block i's page width."""
     settings = _settings(pruned)
     formatted = bool(settings.get("format_block_content", False))
     chart = bool(settings.get("use_chart_recognition", False))
+    orders = reading_orders([b.label for b in blocks], _ignore_labels(pruned))
     out = []
-    for i, b in enumerate(blocks):
+    for i, (b, width, order) in enumerate(zip(blocks, widths, orders, strict=True)):
         content = b.content
         if formatted:
             content = format_block_content(b, page_width=width, use_chart_recognition=chart)
@@ -216,15 +224,36 @@ def _parsing_res(blocks: list[Block], pruned: dict[str, Any], width: int,
             "block_label": b.label,
             "block_content": content,
             "block_bbox": list(b.bbox),
-            "block_id": offset + i,
-            "block_order": b.order,
-            "group_id": offset + (i if b.group_id is None else b.group_id),
+            "block_id": i,
+            "block_order": order,
+            "group_id": i if b.group_id is None else b.group_id,
         }
         if b.polygon_points is not None:
             entry["block_polygon_points"] = b.polygon_points
         entry["global_block_id"] = b.extra["global_block_id"]
         entry["global_group_id"] = b.extra["global_group_id"]
         out.append(entry)
+    return out
+
+
+def _pruned_result(source: dict[str, Any], parsing: list[dict[str, Any]], **results: Any) -> dict[str, Any]:
+    """A `prunedResult` with only the keys PaddleX writes, in its order. `results` are the per-page results
+    (`spotting_res`, `doc_preprocessor_res`, `layout_det_res`, `page_count`) to use instead of `source`'s."""
+    settings = _settings(source)
+    found = {**source, **results}
+    out: dict[str, Any] = {
+        "page_count": found.get("page_count"),
+        "width": source.get("width"),
+        "height": source.get("height"),
+        "model_settings": source.get("model_settings", {}),
+        "parsing_res_list": parsing,
+    }
+    if found.get("spotting_res"):
+        out["spotting_res"] = found["spotting_res"]
+    if settings.get("use_doc_preprocessor") and "doc_preprocessor_res" in found:
+        out["doc_preprocessor_res"] = found["doc_preprocessor_res"]
+    if settings.get("use_layout_detection", True) and "layout_det_res" in found:
+        out["layout_det_res"] = found["layout_det_res"]
     return out
 
 
@@ -238,10 +267,8 @@ def _markdown(blocks: list[Block], pruned: dict[str, Any], width: int, prettify:
         use_seal_recognition=bool(settings.get("use_seal_recognition", False)),
         use_chart_recognition=bool(settings.get("use_chart_recognition", False)),
     )
-    ignore = settings.get("markdown_ignore_labels")
-    ignore = DEFAULT_IGNORE_LABELS if ignore is None else ignore
     return markdown_text(blocks, style=style, show_formula_number=show_formula_number,
-                         ignore_labels=set(ignore))
+                         ignore_labels=set(_ignore_labels(pruned)))
 
 
 def restructure_blocks(pages: list[list[Block]], *, merge_tables: bool, relevel_titles: bool) -> None:
@@ -266,10 +293,13 @@ def restructure_pages(
     prettify: bool = True,
     show_formula_number: bool = False,
     return_markdown_images: bool = True,
+    output_formats: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """`{prunedResult, markdown: {text, images}}` per page, or one for the whole document when concatenating.
+    """`{prunedResult, markdown: {text, images}[, exports]}` per page, or one for the whole document when
+    concatenating.
 
-    Each input is a page's `(prunedResult, markdown images)`; the inputs are not modified.
+    Each input is a page's `(prunedResult, markdown images)`; the inputs are not modified. A docx takes its
+    pictures from the markdown images (Base64; anything else, a URL say, is left out rather than fetched).
     """
     pruned_list = [copy.deepcopy(p) for p, _ in pages]
     blocks = [rebuild_page(p, i) for i, p in enumerate(pruned_list)]
@@ -279,31 +309,45 @@ def restructure_pages(
     texts = [_markdown(b, p, w, prettify, show_formula_number)
              for b, p, w in zip(blocks, pruned_list, widths, strict=True)]
 
+    docx = "docx" in output_formats
     if not concatenate_pages:
-        return [
-            {"prunedResult": {**p, "parsing_res_list": _parsing_res(b, p, w)},
-             "markdown": markdown_json(text, _passed_on(images, return_markdown_images))}
-            for p, b, w, text, (_, images) in zip(pruned_list, blocks, widths, texts, pages, strict=True)
-        ]
+        results = []
+        for i, (p, b, w, text, (_, images)) in enumerate(
+                zip(pruned_list, blocks, widths, texts, pages, strict=True)):
+            result = {"prunedResult": _pruned_result(p, _parsing_res(b, p, [w] * len(b))),
+                      "markdown": markdown_json(text, _passed_on(images, return_markdown_images))}
+            if docx:
+                result["exports"] = docx_exports([_docx_page(p, b, w, images)], f"page_{i}.docx")
+            results.append(result)
+        return results
 
-    first = pruned_list[0] if pruned_list else {}
-    parsing: list[dict[str, Any]] = []
-    for p, b, w in zip(pruned_list, blocks, widths, strict=True):
-        parsing += _parsing_res(b, p, w, offset=len(parsing))
+    # One document, as PaddleX builds it from its first page: that page's size, settings and spotting result,
+    # every page's blocks, and the per-page results as lists.
+    first = pruned_list[0]
+    parsing = _parsing_res([b for page in blocks for b in page], first,
+                           [w for page, w in zip(blocks, widths, strict=True) for _ in page])
     union: dict[str, str] = {}
     for _, images in pages:
         union.update(images or {})
-    pruned = {
-        "page_count": len(pages),
-        "width": first.get("width"),
-        "height": first.get("height"),
-        "model_settings": first.get("model_settings", {}),
-        "layout_det_res": [p.get("layout_det_res") for p in pruned_list],
-        "parsing_res_list": parsing,
-    }
+    pruned = _pruned_result(first, parsing, page_count=len(pages),
+                            doc_preprocessor_res=[p.get("doc_preprocessor_res") for p in pruned_list],
+                            layout_det_res=[p.get("layout_det_res") for p in pruned_list])
     text = "\n\n".join(t for t in texts if t)
     markdown = markdown_json(text, _passed_on(union, return_markdown_images))
-    return [{"prunedResult": pruned, "markdown": markdown}]
+    result = {"prunedResult": pruned, "markdown": markdown}
+    if docx:
+        parts = [_docx_page(p, b, w, union) for p, b, w in zip(pruned_list, blocks, widths, strict=True)]
+        result["exports"] = docx_exports(parts, "document.docx")
+    return [result]
+
+
+def _docx_page(pruned: dict[str, Any], blocks: list[Block], width: int,
+               images: dict[str, str] | None) -> DocxPage:
+    settings = _settings(pruned)
+    return DocxPage(blocks, width, decode_images(images), _ignore_labels(pruned),
+                    use_chart_recognition=bool(settings.get("use_chart_recognition", False)),
+                    use_seal_recognition=bool(settings.get("use_seal_recognition", False)),
+                    use_ocr_for_image_block=bool(settings.get("use_ocr_for_image_block", False)))
 
 
 def _passed_on(images: dict[str, str] | None, wanted: bool) -> dict[str, str] | None:

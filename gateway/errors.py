@@ -46,10 +46,6 @@ class PayloadTooLarge(GatewayError):
     status, message = 413, "Request body too large"
 
 
-class UnsupportedMediaType(GatewayError):
-    status, message = 415, "Request body must be JSON (Content-Type: application/json)"
-
-
 class ValidationFailed(GatewayError):
     status = 422
 

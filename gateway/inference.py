@@ -86,7 +86,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TritonDep = Annotated[TritonClient, Depends(get_triton)]
 PoolsDep = Annotated[dict[str, Pool], Depends(get_pools)]
 # Rate-limit headers are declared (optional): they are absent when no limit is configured.
-ERRORS = error_responses(400, 401, 413, 415, 422, 429, 500, 502, 503, 504, limited=True)
+ERRORS = error_responses(400, 401, 413, 422, 429, 500, 502, 503, 504, limited=True)
 
 
 @router.post(

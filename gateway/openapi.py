@@ -2,7 +2,7 @@
 
 Every status the gateway can send is declared with the envelope model and the headers that come with it. The
 request bodies are the `contract.models` models; the routes read and validate the body themselves (to
-answer 400/415 precisely, validate before taking a slot and forward unknown fields untouched), so the models
+answer 400/422 precisely, validate before taking a slot and forward unknown fields untouched), so the models
 are put into the document here.
 """
 
@@ -33,8 +33,8 @@ _WHY = {
     400: "The body is not valid JSON (or not UTF-8), or Content-Length is malformed.",
     401: "API keys are configured and the request has no valid one (`Authorization: Bearer` or `X-API-Key`).",
     413: "The body is larger than `HPS_MAX_BODY_SIZE`.",
-    415: "The body is not declared as JSON (`Content-Type: application/json`).",
-    422: "The request does not validate; `errorMsg` lists each bad field. Also the model's own 422s.",
+    422: "The request does not validate (`errorMsg` lists each bad field), or its body is declared as "
+         "something other than JSON. Also the model's own 422s.",
     429: "This client is over `HPS_RATE_LIMIT`.",
     500: "Unexpected failure (in the gateway or the model); `logId` finds it in the logs.",
     502: "Triton answered with something that is not a response envelope.",

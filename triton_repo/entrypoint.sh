@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Triton container entrypoint: make sure the layout weights are there (GPU profile), write the served model
-# repository for the profile, then exec tritonserver (extra arguments are passed on to it).
+# Triton container entrypoint: make sure the layout weights are there (GPU profile), and the UVDoc model of
+# useDocUnwarping, write the served model repository for the profile, then exec tritonserver (extra
+# arguments are passed on to it).
 #
 # Layout weights: $HPS_LAYOUT_MODEL_DIR if set; else /models/<repo name> when complete (prepare.sh puts them
 # there); else they are downloaded from Hugging Face, into /models when it is writable, otherwise into the
-# cache at $HF_HOME (a volume in compose.yaml).
+# cache at $HF_HOME (a volume in compose.yaml). UVDoc (PaddlePaddle/UVDoc_onnx) is found or fetched the same
+# way from $HPS_DOC_UNWARPING_MODEL_DIR or /models/UVDoc_onnx, but a failed download only warns: the server
+# starts without it and refuses useDocUnwarping with a 422 that says how to add it.
 set -euo pipefail
 
 profile=${HPS_PROFILE:-gpu}
@@ -26,10 +29,14 @@ layout_repo() {
     esac
 }
 
-# complete DIR: a config and the safetensors are there, and no download was left half done.
+# complete DIR: the weights are there (an ONNX repository's inference.onnx, else a config and the
+# safetensors), and no download was left half done.
 complete() {
-    [ -f "$1/config.json" ] && compgen -G "$1/*.safetensors" >/dev/null \
-        && [ -z "$(find "$1" -name '*.incomplete' -print -quit 2>/dev/null)" ]
+    case "$1" in
+        *_onnx) [ -f "$1/inference.onnx" ] || return 1 ;;
+        *) [ -f "$1/config.json" ] && compgen -G "$1/*.safetensors" >/dev/null || return 1 ;;
+    esac
+    [ -z "$(find "$1" -name '*.incomplete' -print -quit 2>/dev/null)" ]
 }
 
 # download REPO [DIR]: snapshot REPO into DIR (or the cache) and print where it is. Resumes a partial one.
@@ -41,14 +48,14 @@ print(snapshot_download(sys.argv[1], local_dir=sys.argv[2] or None))
 EOF
 }
 
-# layout_dir REPO: print the directory that holds REPO's weights, downloading them when missing.
-layout_dir() {
+# weights_dir REPO SETTING: print the directory that holds REPO's weights, downloading them when missing.
+weights_dir() {
     local repo=$1 dir=$models/${1#*/} where
     if complete "$dir"; then
         echo "$dir"
         return
     fi
-    local advice="put the weights in ./models/${repo#*/} on the host (./prepare.sh --download-only on a connected machine, then copy) or set HPS_LAYOUT_MODEL_DIR"
+    local advice="put the weights in ./models/${repo#*/} on the host (./prepare.sh --download-only on a connected machine, then copy) or set $2"
     if [ -w "$models" ]; then
         log "$dir is missing or incomplete: downloading $repo into it"
         where=$(download "$repo" "$dir") || { log "downloading $repo failed: $advice" && return 1; }
@@ -69,10 +76,19 @@ esac
 
 if [ "$profile" = gpu ] && [ -z "${HPS_LAYOUT_MODEL_DIR:-}" ]; then
     repo=$(layout_repo "$pipeline")
-    HPS_LAYOUT_MODEL_DIR=$(layout_dir "$repo")
+    HPS_LAYOUT_MODEL_DIR=$(weights_dir "$repo" HPS_LAYOUT_MODEL_DIR)
     export HPS_LAYOUT_MODEL_DIR
 fi
 [ "$profile" = gpu ] && log "layout weights: $HPS_LAYOUT_MODEL_DIR"
+if [ "$profile" = gpu ] && [ -z "${HPS_DOC_UNWARPING_MODEL_DIR:-}" ]; then
+    if HPS_DOC_UNWARPING_MODEL_DIR=$(weights_dir PaddlePaddle/UVDoc_onnx HPS_DOC_UNWARPING_MODEL_DIR); then
+        export HPS_DOC_UNWARPING_MODEL_DIR
+        log "unwarping model: $HPS_DOC_UNWARPING_MODEL_DIR"
+    else
+        unset HPS_DOC_UNWARPING_MODEL_DIR
+        log "starting without the unwarping model: useDocUnwarping will be refused with 422"
+    fi
+fi
 
 # The served repository for this profile. The container sees only the GPU that compose reserved for it, as
 # device 0. Instance count and batching delay come from HPS_TRITON_INSTANCES / HPS_TRITON_QUEUE_DELAY_US.

@@ -4,7 +4,7 @@ It stands in for vLLM where the point is orchestration, not recognition: Triton-
 the orchestration benchmark. Like vLLM's continuous batching it serves up to `parallel` requests at once, each
 taking `service_time` seconds; more wait in line. So its bound is `parallel / service_time` requests per
 second, and anything above it measures how well the tiers in front keep it busy. Answers are deterministic:
-OTSL for table prompts, LaTeX for formulas, a fixed sentence otherwise.
+OTSL for table prompts, LaTeX for formulas, a located text for spotting, a fixed sentence otherwise.
 
     python -m vlm_server.synthetic --port 8118 --service-time 0.2 --parallel 64
 """
@@ -23,6 +23,8 @@ ANSWERS = {
     "Table Recognition:": "<fcel>Model<fcel>Pages<nl><fcel>Layout<fcel>12<nl>",
     "Formula Recognition:": "\\[E = mc^2\\]",
     "Chart Recognition:": "Year | Value\n2024 | 1\n2025 | 2",
+    # a text and its quad, corners normalised to 0..1000 over the image, as PaddleOCR-VL 1.5 spots
+    "Spotting:": "Synthetic" + "".join(f"<|LOC_{v}|>" for v in (100, 100, 600, 100, 600, 200, 100, 200)),
 }
 DEFAULT_ANSWER = "Synthetic recognised text."
 

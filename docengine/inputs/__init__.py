@@ -7,7 +7,8 @@ pixels are decoded. Each refusal is a 422 `InvalidInputError` that says what was
 One module per job: `filetype` (what the bytes are), `pdf` and `raster` (decoding), `lazy` (pages decoded when
 read); URLs are fetched by the `safefetch` package (with the guard against server-side request forgery).
 
-TIFF: every TIFF, single-page too, is reported as `{type: "tiff", numPages, pages}` and split into pages.
+TIFF: a TIFF of several frames is split into pages and reported as `{type: "tiff", numPages, pages}`; a
+single-frame TIFF is an image, `{type: "image", width, height}`, as PaddleX reports it.
 
 PDF pages and TIFF frames are decoded only when read (`LazyPages`, best through `read_page`), so that a
 request holds the images of the pages it is working on, not of its whole document. What can be checked

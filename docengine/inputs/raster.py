@@ -22,8 +22,9 @@ _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 def decode_image(data: bytes, fmt: str, settings: EngineSettings) -> DecodedDocument:
     """Decode with Pillow. Sizes are checked from the header before any pixel is decoded, including Pillow's
-    decompression-bomb threshold (`Image.MAX_IMAGE_PIXELS`). A TIFF's frames are decoded when read."""
-    if fmt == "TIFF":
+    decompression-bomb threshold (`Image.MAX_IMAGE_PIXELS`). A TIFF of several frames is a document whose
+    frames are decoded when read; a single-frame TIFF is an image like any other (as PaddleX reports it)."""
+    if fmt == "TIFF" and _frame_count(data) > 1:
         return _decode_tiff(data, settings)
     with _decoding(fmt), Image.open(io.BytesIO(data), formats=[fmt]) as image:
         _check_image_size(image.size, 0, 1, settings)
@@ -55,6 +56,11 @@ class TiffPages(LazyPages):
                 page = _to_rgb(self._image)
             self._sizes[index] = {"width": page.shape[1], "height": page.shape[0]}
             return page
+
+
+def _frame_count(data: bytes) -> int:
+    with _decoding("TIFF"), Image.open(io.BytesIO(data), formats=["TIFF"]) as image:
+        return int(getattr(image, "n_frames", 1))
 
 
 def _decode_tiff(data: bytes, settings: EngineSettings) -> DecodedDocument:

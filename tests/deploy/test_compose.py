@@ -207,13 +207,14 @@ class Container:
             if [ "$1" != - ]; then exec {sys.executable} "$@"; fi
             cat > /dev/null
             echo "download $2 ${{3:-<cache>}}" >> "{self.log}"
-            [ -n "${{DOWNLOAD_FAILS:-}}" ] && {{ echo "HTTP error" >&2; exit 1; }}
+            case "${{DOWNLOAD_FAILS:-}}" in 1 | "$2") echo "HTTP error" >&2; exit 1 ;; esac
             dir=${{3:-{tmp}/cache/snapshot}}
             mkdir -p "$dir" && echo '{{}}' > "$dir/config.json" && echo w > "$dir/model.safetensors"
+            echo w > "$dir/inference.onnx"
             echo "progress noise"
             echo "$dir" """)
-        self.stub("tritonserver",
-                  f'echo "tritonserver layout=${{HPS_LAYOUT_MODEL_DIR:-}} $*" >> "{self.log}"')
+        self.stub("tritonserver", f'echo "tritonserver layout=${{HPS_LAYOUT_MODEL_DIR:-}} '
+                                  f'unwarping=${{HPS_DOC_UNWARPING_MODEL_DIR:-}} $*" >> "{self.log}"')
 
     def stub(self, name: str, body: str) -> None:
         path = self.bin / name
@@ -252,10 +253,14 @@ def test_gpu_profile_with_weights_in_models_serves_the_gpu_config(container: Con
     weights.mkdir()
     (weights / "config.json").write_text("{}")
     (weights / "model.safetensors").write_text("w")
+    uvdoc = container.models / "UVDoc_onnx"
+    uvdoc.mkdir()
+    (uvdoc / "inference.onnx").write_text("w")
     result = container.run("--log-info=true")
     assert result.returncode == 0, result.stderr
     [call] = container.calls()
-    assert call.startswith(f"tritonserver layout={weights} --model-repository={container.served} ")
+    assert call.startswith(f"tritonserver layout={weights} unwarping={uvdoc} "
+                           f"--model-repository={container.served} ")
     assert call.endswith(" --log-info=true")
     assert "--strict-readiness=true" in call and "--grpc-port=8001" in call
     assert "--allow-gpu-metrics=false" not in call
@@ -268,17 +273,30 @@ def test_missing_weights_are_downloaded_into_models(container: Container):
     result = container.run(HPS_PIPELINE_NAME="PaddleOCR-VL")
     assert result.returncode == 0, result.stderr
     target = container.models / "PP-DocLayoutV2_safetensors"
-    download, serve = container.calls()
-    assert download == f"download PaddlePaddle/PP-DocLayoutV2_safetensors {target}"
-    assert serve.startswith(f"tritonserver layout={target} ")
+    uvdoc = container.models / "UVDoc_onnx"
+    layout, unwarping, serve = container.calls()
+    assert layout == f"download PaddlePaddle/PP-DocLayoutV2_safetensors {target}"
+    assert unwarping == f"download PaddlePaddle/UVDoc_onnx {uvdoc}"
+    assert serve.startswith(f"tritonserver layout={target} unwarping={uvdoc} ")
     assert "downloading PaddlePaddle/PP-DocLayoutV2_safetensors into it" in result.stderr
 
 
-def test_an_explicit_layout_dir_is_used_as_is(container: Container):
-    result = container.run(HPS_LAYOUT_MODEL_DIR="/srv/layout")
+def test_without_the_unwarping_model_the_server_still_starts_and_says_so(container: Container):
+    result = container.run(DOWNLOAD_FAILS="PaddlePaddle/UVDoc_onnx")
+    assert result.returncode == 0, result.stderr
+    assert container.calls()[-1].startswith(
+        f"tritonserver layout={container.models / 'PP-DocLayoutV3_safetensors'} unwarping= ")
+    assert "downloading PaddlePaddle/UVDoc_onnx failed: put the weights in ./models/UVDoc_onnx" in \
+        result.stderr
+    assert "or set HPS_DOC_UNWARPING_MODEL_DIR" in result.stderr
+    assert "useDocUnwarping will be refused with 422" in result.stderr
+
+
+def test_explicit_model_dirs_are_used_as_they_are(container: Container):
+    result = container.run(HPS_LAYOUT_MODEL_DIR="/srv/layout", HPS_DOC_UNWARPING_MODEL_DIR="/srv/uvdoc")
     assert result.returncode == 0, result.stderr
     [call] = container.calls()
-    assert call.startswith("tritonserver layout=/srv/layout ")
+    assert call.startswith("tritonserver layout=/srv/layout unwarping=/srv/uvdoc ")
 
 
 def test_failed_download_stops_with_what_to_do(container: Container):
@@ -293,7 +311,7 @@ def test_cpu_profile_needs_no_weights_and_serves_the_cpu_config(container: Conta
     result = container.run(HPS_PROFILE="cpu")
     assert result.returncode == 0, result.stderr
     [call] = container.calls()
-    assert call.startswith("tritonserver layout= ")
+    assert call.startswith("tritonserver layout= unwarping= ")
     assert "--pinned-memory-pool-byte-size=0" in call and "--allow-gpu-metrics=false" in call
     assert "kind: KIND_CPU" in container.served_config("layout-parsing")
 

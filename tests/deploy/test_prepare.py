@@ -28,6 +28,7 @@ echo "${{0##*/}} $*" >> "$STUB_LOG"
 [ -n "${{DOWNLOAD_FAILS:-}}" ] && exit 1
 dir="${{@: -1}}"
 mkdir -p "$dir" && echo '{{}}' > "$dir/config.json" && echo weights > "$dir/model.safetensors"
+echo weights > "$dir/inference.onnx"
 rm -f "$dir"/.cache/huggingface/download/*.incomplete
 """
 
@@ -113,12 +114,14 @@ def test_all_requirements_met_creates_env_and_downloads_the_release(machine: Mac
         "OK    created .env from .env.example (edit it to change the release, GPU or ports)",
         "OK    downloaded PaddlePaddle/PaddleOCR-VL-1.5 into ./models/PaddleOCR-VL-1.5",
         "OK    downloaded PaddlePaddle/PP-DocLayoutV3_safetensors into ./models/PP-DocLayoutV3_safetensors",
+        "OK    downloaded PaddlePaddle/UVDoc_onnx into ./models/UVDoc_onnx",
     ]
     assert not lines(result, "FAIL")
     assert (machine.project / ".env").read_text() == ENV_EXAMPLE
     assert machine.calls("hf") == [
         "hf download PaddlePaddle/PaddleOCR-VL-1.5 --local-dir ./models/PaddleOCR-VL-1.5",
         "hf download PaddlePaddle/PP-DocLayoutV3_safetensors --local-dir ./models/PP-DocLayoutV3_safetensors",
+        "hf download PaddlePaddle/UVDoc_onnx --local-dir ./models/UVDoc_onnx",
     ]
     assert "docker compose up -d" in result.stdout
 
@@ -194,7 +197,7 @@ def test_download_only_skips_the_checks(machine: Machine):
     machine.remove("nvidia-smi")
     result = machine.run("--download-only")
     assert result.returncode == 0, result.stdout
-    assert not lines(result, "FAIL") and len(machine.calls("hf")) == 2
+    assert not lines(result, "FAIL") and len(machine.calls("hf")) == 3
 
 
 def test_complete_weights_are_not_downloaded_again(machine: Machine):
@@ -203,9 +206,10 @@ def test_complete_weights_are_not_downloaded_again(machine: Machine):
     again = machine.run()
     assert again.returncode == 0, again.stdout
     assert machine.calls("hf") == []
-    assert lines(again, "OK")[-2:] == [
+    assert lines(again, "OK")[-3:] == [
         "OK    PaddlePaddle/PaddleOCR-VL-1.5 is in ./models/PaddleOCR-VL-1.5",
-        "OK    PaddlePaddle/PP-DocLayoutV3_safetensors is in ./models/PP-DocLayoutV3_safetensors"]
+        "OK    PaddlePaddle/PP-DocLayoutV3_safetensors is in ./models/PP-DocLayoutV3_safetensors",
+        "OK    PaddlePaddle/UVDoc_onnx is in ./models/UVDoc_onnx"]
 
 
 def test_partial_or_sharded_downloads_are_resumed(machine: Machine):
@@ -217,11 +221,13 @@ def test_partial_or_sharded_downloads_are_resumed(machine: Machine):
     (layout / "model.safetensors.index.json").write_text(
         '{"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}')
     (layout / "model-00001-of-00002.safetensors").write_text("shard")
+    (machine.models("UVDoc_onnx") / "inference.onnx").unlink()   # an ONNX repository: its one file
     machine.log.write_text("")
     result = machine.run()
     # The stub does not finish the shards, so the layout folder stays incomplete and says so.
     assert [c.split()[2] for c in machine.calls("hf")] == [
-        "PaddlePaddle/PaddleOCR-VL-1.5", "PaddlePaddle/PP-DocLayoutV3_safetensors"]
+        "PaddlePaddle/PaddleOCR-VL-1.5", "PaddlePaddle/PP-DocLayoutV3_safetensors", "PaddlePaddle/UVDoc_onnx"]
+    assert "OK    downloaded PaddlePaddle/UVDoc_onnx into ./models/UVDoc_onnx" in result.stdout
     assert result.returncode == 1
     assert lines(result, "FAIL") == [
         "FAIL  ./models/PP-DocLayoutV3_safetensors is still incomplete after the download: run ./prepare.sh "
@@ -238,14 +244,14 @@ def test_env_is_created_once_and_its_release_is_used(machine: Machine):
     assert "OK    .env exists (kept as it is)" in result.stdout
     assert env_file.read_text() == 'HPS_PIPELINE_NAME="PaddleOCR-VL"   # the first release\n'
     assert [c.split()[2] for c in machine.calls("hf")] == [
-        "PaddlePaddle/PaddleOCR-VL", "PaddlePaddle/PP-DocLayoutV2_safetensors"]
+        "PaddlePaddle/PaddleOCR-VL", "PaddlePaddle/PP-DocLayoutV2_safetensors", "PaddlePaddle/UVDoc_onnx"]
 
 
 def test_the_environment_wins_over_env_file(machine: Machine):
     result = machine.run("--download-only", HPS_PIPELINE_NAME="PaddleOCR-VL-1.6")
     assert result.returncode == 0, result.stdout
     assert [c.split()[2] for c in machine.calls("hf")] == [
-        "PaddlePaddle/PaddleOCR-VL-1.6", "PaddlePaddle/PP-DocLayoutV3_safetensors"]
+        "PaddlePaddle/PaddleOCR-VL-1.6", "PaddlePaddle/PP-DocLayoutV3_safetensors", "PaddlePaddle/UVDoc_onnx"]
 
 
 def test_unknown_release_is_refused(machine: Machine):
@@ -259,7 +265,7 @@ def test_failed_download_says_how_to_resume_or_copy_offline(machine: Machine):
     result = machine.run("--download-only", DOWNLOAD_FAILS="1")
     assert result.returncode == 1
     failed = lines(result, "FAIL")
-    assert len(failed) == 2
+    assert len(failed) == 3
     assert failed[0] == (
         "FAIL  downloading PaddlePaddle/PaddleOCR-VL-1.5 failed: run ./prepare.sh again to resume "
         "(set HF_ENDPOINT for a mirror), or offline: copy the files of "

@@ -142,11 +142,11 @@ def test_bodies_that_are_not_json_objects_are_refused_before_triton(stack: Stack
     refused(stack, baseline, 400, "not valid JSON", content=b'{"file": ', headers=json_type)
     refused(stack, baseline, 400, "NaN", content=b'{"file": "x", "temperature": NaN}', headers=json_type)
     refused(stack, baseline, 400, "not valid JSON", content=b'{"file": "\xff"}', headers=json_type)
-    refused(stack, baseline, 415, "Content-Type: application/json", content=b'{"file": "x"}',
+    refused(stack, baseline, 422, "declared as 'text/plain'", content=b'{"file": "x"}',
             headers={"content-type": "text/plain"})
-    refused(stack, baseline, 415, "Content-Type", data={"file": b64(SMALL_PNG)})  # an HTML form
+    refused(stack, baseline, 422, "Content-Type", data={"file": b64(SMALL_PNG)})  # an HTML form
     refused(stack, baseline, 422, "valid dictionary", json=[{"file": b64(SMALL_PNG)}])
-    refused(stack, baseline, 415, "Content-Type", route="/restructure-pages", content=b"{}")
+    refused(stack, baseline, 422, "pages", route="/restructure-pages", content=b"{}")  # no Content-Type: JSON
 
 
 def test_a_body_over_the_limit_is_refused_whether_declared_or_streamed(stack: Stack,
@@ -263,8 +263,9 @@ def test_cross_field_rules_get_a_422_that_says_which(stack: Stack, baseline: dic
 
 def test_what_the_gateway_lets_through_the_engine_refuses_with_422(stack: Stack,
                                                                    baseline: dict[str, int]) -> None:
-    refused(stack, baseline, 422, "useDocOrientationClassify", json={**LAYOUT_BASE, "useDocUnwarping": True})
-    refused(stack, baseline, 422, "outputFormats", json={**LAYOUT_BASE, "outputFormats": ["docx"]})
+    refused(stack, baseline, 422, "useDocUnwarping is not available on this server (cpu profile)",
+            "HPS_DOC_UNWARPING_MODEL_DIR", json={**LAYOUT_BASE, "useDocUnwarping": True})
+    refused(stack, baseline, 422, "outputFormats", json={**LAYOUT_BASE, "outputFormats": ["pdf"]})
     block = {"block_label": "table", "block_bbox": [0, 0, "a", 1]}
     broken = [{"prunedResult": {"parsing_res_list": [block]}}]
     refused(stack, baseline, 422, "parsing_res_list[0] is malformed", route="/restructure-pages",

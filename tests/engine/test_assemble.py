@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from contract.models import LayoutParsingRequest
-from docengine.assemble import assemble_page
+from docengine.assemble import assemble_page, reading_orders
 from docengine.images import draw_layout, encode_jpeg_b64
 from docengine.options import AssembleOptions, parse_options
 from docengine.settings import EngineSettings
@@ -44,10 +44,10 @@ def layout() -> tuple[list[LayoutBox], list[Block]]:
     crop = page()[120:220, 40:200]
     figure = "imgs/img_in_image_box_250_240_290_280.jpg"
     blocks = [
-        Block("doc_title", [np.int64(20), 10, 380, 50], "Annual Report", group_id=None, order=1,
+        Block("doc_title", [np.int64(20), 10, 380, 50], "Annual Report", group_id=None,
               polygon_points=poly),
-        Block("text", [20, 60, 380, 110], "First line\nsecond line", group_id=1, order=2),
-        Block("image", [40, 120, 200, 220], "", order=None,
+        Block("text", [20, 60, 380, 110], "First line\nsecond line", group_id=1),
+        Block("image", [40, 120, 200, 220], "",
               image_path="imgs/img_in_image_box_40_120_200_220.jpg", image=crop),
         Block("table", [230, 230, 390, 290],
               f'<table><tr><td>a</td><td><img src="{figure}" /></td></tr></table>'),
@@ -67,8 +67,8 @@ def test_entry_keys_and_plain_json_types():
     entry = assemble_page(page(), boxes, blocks, AssembleOptions(visualize=False))
     assert set(entry) == {"prunedResult", "markdown"}
     pruned = entry["prunedResult"]
-    assert list(pruned) == ["page_count", "width", "height", "model_settings", "layout_det_res",
-                            "parsing_res_list"]
+    assert list(pruned) == ["page_count", "width", "height", "model_settings", "parsing_res_list",
+                            "layout_det_res"]   # PaddleX's order
     assert pruned["page_count"] is None and (pruned["width"], pruned["height"]) == (W, H)
     assert list(pruned["model_settings"]) == MODEL_SETTINGS_KEYS
     assert pruned["model_settings"]["markdown_ignore_labels"] == [
@@ -136,6 +136,24 @@ def test_without_layout_detection_no_layout_keys():
     assert entry["markdown"]["text"] == "whole page text"
 
 
+def test_spotting_is_visualised_beside_the_page():
+    quad = [[10.0, 10.0], [200.0, 10.0], [200.0, 60.0], [10.0, 60.0]]
+    blocks = [Block("spotting", [0, 0, W, H], "Hello", extra={"spotting": {"rec_polys": [quad],
+                                                                            "rec_texts": ["Hello"]}})]
+    options = AssembleOptions(visualize=True, use_layout_detection=False)
+    entry = assemble_page(page(), [], blocks, options)
+    assert list(entry["outputImages"]) == ["spotting_res_img"]
+    shown = np.asarray(decode(entry["outputImages"]["spotting_res_img"])).astype(int)
+    assert shown.shape == (H, 2 * W, 3)                        # the page, then the texts on white
+    original = np.asarray(decode(entry["inputImage"])).astype(int)
+    assert np.abs(shown[30, 100] - original[30, 100]).sum() > 30    # the quad is shaded on the left
+    assert np.abs(shown[H - 5, 5] - original[H - 5, 5]).sum() < 30  # the rest of the page is not
+    right = shown[:, W:]
+    assert (right[5:65, 5:205] < 128).any() and (right[100:, :] > 240).all()   # text in the quad only
+    plain = assemble_page(page(), [], [Block("ocr", [0, 0, W, H], "x")], options)
+    assert "spotting_res_img" not in plain["outputImages"]
+
+
 def test_format_block_content_and_spotting():
     boxes, blocks = layout()
     blocks[0] = Block("paragraph_title", [20, 10, 380, 50], "1.1 Scope")
@@ -189,3 +207,10 @@ def test_draw_layout_marks_boxes_and_polygons():
     tri = LayoutBox(22, "text", 0.9, [0, 0, 100, 100], 1, [[0, 0], [100, 0], [0, 100]])
     only_poly = draw_layout(np.full((100, 100, 3), 255, np.uint8), [tri])
     assert (only_poly[90, 90] == 255).all() and (only_poly[30, 30] != 255).any()
+
+
+def test_block_order_counts_the_reading_flow_as_paddlex_writes_it():
+    """Recounted from the labels, not taken from layout: a page read whole (layout off) is block 1."""
+    assert reading_orders(["ocr"], []) == [1]
+    assert reading_orders(["text", "number", "image", "table", "text", "figure_title"], ["number"]) == [
+        1, None, None, None, 2, None]

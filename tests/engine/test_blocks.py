@@ -158,11 +158,10 @@ def test_image_like_blocks_get_paths_and_crops(page: np.ndarray) -> None:
     assert charts_read[1].image_path is None
 
 
-def test_group_ids_and_order_default_to_own_index_and_layout_order(page: np.ndarray) -> None:
+def test_group_ids_default_to_own_index(page: np.ndarray) -> None:
     boxes = [box("doc_title", TITLE, 1), box("table", TABLE), box("text", PARA_1, 2)]
     work = prepare_page(page, boxes, options())
     assert [b.group_id for b in work.blocks] == [0, 1, 2]
-    assert [b.order for b in work.blocks] == [1, None, 2]
 
 
 # --- tables absorb their figures ------------------------------------------------------------------------

@@ -56,11 +56,20 @@ def test_tiff_frames_are_decoded_when_read(page_rgb: np.ndarray, monkeypatch: py
 
 
 def test_a_damaged_tiff_frame_is_refused_when_read(page_rgb: np.ndarray) -> None:
+    data = multipage_tiff([page_rgb, page_rgb])
+    with Image.open(io.BytesIO(data)) as tiff:
+        tiff.seek(1)
+        second_pixels = tiff.tag_v2[273][0]   # StripOffsets: both frames' headers come before this
+    doc = decode_document(data[: second_pixels + 100], 1, SETTINGS)
+    assert doc.data_info["numPages"] == 2 and doc.pages[0].shape == page_rgb.shape
+    with pytest.raises(InvalidInputError, match="page 2 of the image: a TIFF image that is corrupt or trunc"):
+        doc.pages[1]
+
+
+def test_a_damaged_single_frame_tiff_is_refused_at_once(page_rgb: np.ndarray) -> None:
     data = encode_image(page_rgb, "TIFF")
-    doc = decode_document(data[: len(data) // 2], 1, SETTINGS)     # the header is whole, the pixels are not
-    assert doc.data_info["numPages"] == 1
-    with pytest.raises(InvalidInputError, match="page 1 of the image: a TIFF image that is corrupt or trunc"):
-        doc.pages[0]
+    with pytest.raises(InvalidInputError, match="a TIFF image that is corrupt or truncated"):
+        decode_document(data[: len(data) // 2], 1, SETTINGS)
 
 
 def test_tiff_data_info_is_the_size_of_the_decoded_frames() -> None:
@@ -85,12 +94,15 @@ def test_tiff_data_info_is_the_size_of_the_decoded_frames() -> None:
     frames[0].save(buf, "TIFF", tiffinfo=xmp)
     doc = decode_document(buf.getvalue(), 1, SETTINGS)
     page = doc.pages[0]
-    assert page.shape == (40, 20, 3) and doc.data_info["pages"] == [{"width": 20, "height": 40}]
+    assert page.shape == (40, 20, 3) and doc.data_info == {"width": 20, "height": 40, "type": "image"}
 
 
-def test_single_page_tiff_is_reported_as_tiff(page_rgb: np.ndarray) -> None:
+def test_a_single_frame_tiff_is_reported_as_an_image(page_rgb: np.ndarray) -> None:
+    """PaddleX splits only TIFFs of several frames; one frame is `{type: image, width, height}`."""
     doc = decode_document(encode_image(page_rgb, "TIFF"), None, SETTINGS)
-    assert doc.data_info["type"] == "tiff" and doc.data_info["numPages"] == 1
+    height, width = page_rgb.shape[:2]
+    assert doc.data_info == {"width": width, "height": height, "type": "image"}
+    assert np.array_equal(doc.pages[0], page_rgb)
 
 
 def test_tiff_page_limit(page_rgb: np.ndarray) -> None:

@@ -253,13 +253,42 @@ def test_concatenation_gives_one_document():
     assert doc["layout_det_res"] == [{"boxes": []}, {"boxes": []}]
     assert [b["block_id"] for b in doc["parsing_res_list"]] == list(range(6))
     assert [b["global_block_id"] for b in doc["parsing_res_list"]] == list(range(6))
-    assert doc["parsing_res_list"][4]["group_id"] == 4 and doc["parsing_res_list"][4]["global_group_id"] == 1
+    # group_id stays the page's own (the second page's table is its block 1); global_group_id is the merge
+    assert [b["group_id"] for b in doc["parsing_res_list"]] == [0, 1, 2, 0, 1, 2]
+    assert doc["parsing_res_list"][4]["global_group_id"] == 1
+    # block_order counts on over the document: header, footer and tables are outside the reading flow
+    assert [b["block_order"] for b in doc["parsing_res_list"]] == [1, None, None, None, None, 2]
     assert out[0]["markdown"]["images"] == {"imgs/a.jpg": "AAAA", "imgs/b.jpg": "BBBB"}
     assert out[0]["markdown"]["text"].startswith("Intro text\n\n\n<table")
     assert out[0]["markdown"]["text"].endswith("</table>\n\nAfter the table")
     assert "images" not in restructure_pages(
         pages, concatenate_pages=True, return_markdown_images=False)[0]["markdown"]
     json.dumps(out)
+
+
+def test_concatenation_keeps_the_first_pages_spotting_and_lists_the_per_page_results():
+    first = {**pruned(blk("spotting", "Hello"), use_layout_detection=False, use_doc_preprocessor=True),
+             "spotting_res": {"rec_polys": [[[0, 0], [9, 0], [9, 9], [0, 9]]], "rec_texts": ["Hello"]},
+             "doc_preprocessor_res": {"angle": 90}}
+    second = {**pruned(blk("spotting", "World"), use_layout_detection=False, use_doc_preprocessor=True),
+              "doc_preprocessor_res": {"angle": 0}}
+    for page in (first, second):
+        del page["layout_det_res"]   # as /layout-parsing answers without layout detection
+    doc = restructure_pages([(first, None), (second, None)], concatenate_pages=True)[0]["prunedResult"]
+    assert list(doc) == ["page_count", "width", "height", "model_settings", "parsing_res_list",
+                         "spotting_res", "doc_preprocessor_res"]
+    assert doc["spotting_res"] == first["spotting_res"]
+    assert doc["doc_preprocessor_res"] == [{"angle": 90}, {"angle": 0}]
+    assert [b["block_order"] for b in doc["parsing_res_list"]] == [1, 2]
+
+
+def test_only_paddlex_keys_of_a_page_are_written_back():
+    page = {**pruned(blk("text", "Body")), "extra": {"kept": False}, "input_path": "x", "page_index": 3}
+    out = restructure_pages([(page, None)])[0]["prunedResult"]
+    assert list(out) == ["page_count", "width", "height", "model_settings", "parsing_res_list",
+                         "layout_det_res"]
+    off = restructure_pages([(pruned(blk("text", "Body"), use_layout_detection=False), None)])
+    assert "layout_det_res" not in off[0]["prunedResult"]   # layout off: left out, as PaddleX writes it
 
 
 def test_malformed_pages_are_refused():

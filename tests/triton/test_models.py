@@ -125,7 +125,8 @@ async def test_a_short_request_is_answered_before_a_long_one_sent_with_it(triton
 
     await asyncio.gather(timed("long", {"file": b64(long_pdf), "fileType": 0}),
                          timed("short", {"file": b64(short_png), "fileType": 1}))
-    assert done["short"] < done["long"] / 2, done
+    # What fair turns promise is the order, not a ratio of times (both stretch on a busy machine).
+    assert done["short"] < done["long"], done
 
 
 async def test_a_cancelled_request_stops_its_work(triton, vlm):
