@@ -1,6 +1,10 @@
 """Reach every worker of a running gateway in turn: the kernel hands a new connection to whichever worker
 accepts first, so the others are paused (SIGSTOP) while one is asked. Used by the reconnect tests here and
-by the Docker tests, where the gateway's processes are the container's."""
+by the Docker tests, where the gateway's processes are the container's.
+
+Ask only what is answered quickly: uvicorn's supervisor restarts a worker that misses its 5 s health ping,
+and a paused worker does.
+"""
 
 from __future__ import annotations
 
