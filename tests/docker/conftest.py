@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,52 @@ def describe_base() -> str:
     kind = ("the upstream image" if "PYTHON_VERSION" in env
             else "a local stand-in built from Debian packages (no registry reachable)")
     return f"{BASE} is {kind}: Python {python}, {info['Size'] / MB:.0f} MB, {info['Id'][:19]}"
+
+
+def _when(stamp: str) -> float:
+    """Seconds since the epoch of one of Docker's RFC 3339 timestamps (nanoseconds cut to microseconds)."""
+    match = re.fullmatch(r"([^.]+?)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", stamp)
+    assert match, stamp
+    seconds, fraction, zone = match.groups()
+    zone = "+00:00" if zone == "Z" else zone
+    return datetime.fromisoformat(f"{seconds}.{(fraction or '0')[:6]:0<6}{zone}").timestamp()
+
+
+DOCKER_DAEMONS = ("dockerd", "containerd", "containerd-shim-runc-v2")
+
+
+def _ours() -> list[psutil.Process]:
+    """This test, and Docker's daemons with what they run (builds, containers): the work being measured."""
+    daemons = [p for p in psutil.process_iter(["name"]) if p.info["name"] in DOCKER_DAEMONS]
+    return [psutil.Process(), *daemons]
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    """CPU seconds of these processes and their descendants, live or reaped."""
+    total = 0.0
+    for process in processes:
+        for one in [process, *process.children(recursive=True)]:
+            try:
+                t = one.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
+class OtherCores:
+    """How many cores processes other than this test and Docker's took while the stack was built and run."""
+
+    def __init__(self) -> None:
+        t = psutil.cpu_times()
+        self.wall, self.busy, self.ours = time.monotonic(), t.user + t.nice + t.system, _cpu_seconds(_ours())
+
+    def line(self) -> str:
+        t = psutil.cpu_times()
+        busy, ours = t.user + t.nice + t.system - self.busy, _cpu_seconds(_ours()) - self.ours
+        cores = max(0.0, busy - ours) / (time.monotonic() - self.wall)
+        return (f"processes other than this test and Docker's used {cores:.2f} cores on average while it ran "
+                f"(of {psutil.cpu_count()})")
 
 
 @dataclass
@@ -95,6 +143,12 @@ class Stack:
         except httpx.HTTPError:
             return False
 
+    def seconds_to_healthy(self, service: str) -> float:
+        """From the container's start to the start of its first passing health probe."""
+        state = json.loads(self.inspect(service, "{{json .State}}"))
+        passed = [probe["Start"] for probe in state["Health"]["Log"] if probe["ExitCode"] == 0]
+        return round(_when(passed[0]) - _when(state["StartedAt"]), 1)
+
     def image(self, service: str) -> str:
         name = {GATEWAY: "paddleocr-vl-api", TRITON: "paddleocr-vl-tritonserver-cpu",
                 VLM: "paddleocr-vlm-server-cpu"}[service]
@@ -102,41 +156,6 @@ class Stack:
 
 
 REPORT: list[str] = []
-DOCKER_DAEMONS = ("dockerd", "containerd", "containerd-shim-runc-v2")
-
-
-def _ours() -> list[psutil.Process]:
-    """This test, and Docker's daemons with what they run (builds, containers): the work being measured."""
-    daemons = [p for p in psutil.process_iter(["name"]) if p.info["name"] in DOCKER_DAEMONS]
-    return [psutil.Process(), *daemons]
-
-
-def _cpu_seconds(processes: list[psutil.Process]) -> float:
-    """CPU seconds of these processes and their descendants, live or reaped."""
-    total = 0.0
-    for process in processes:
-        for one in [process, *process.children(recursive=True)]:
-            try:
-                t = one.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
-            except psutil.NoSuchProcess:
-                pass
-    return total
-
-
-class OtherCores:
-    """How many cores processes other than this test and Docker's took while the stack was built and run."""
-
-    def __init__(self) -> None:
-        t = psutil.cpu_times()
-        self.wall, self.busy, self.ours = time.monotonic(), t.user + t.nice + t.system, _cpu_seconds(_ours())
-
-    def line(self) -> str:
-        t = psutil.cpu_times()
-        busy, ours = t.user + t.nice + t.system - self.busy, _cpu_seconds(_ours()) - self.ours
-        cores = max(0.0, busy - ours) / (time.monotonic() - self.wall)
-        return (f"processes other than this test and Docker's used {cores:.2f} cores on average while it ran "
-                f"(of {psutil.cpu_count()})")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -170,11 +189,13 @@ def stack() -> Iterator[Stack]:
         started = time.monotonic()
         stack.compose("up", "--wait", "--wait-timeout", "300", GATEWAY)
         stack.figures["healthy_s"] = round(time.monotonic() - started, 1)
+        tiers = ", ".join(f"{s} {stack.seconds_to_healthy(s)} s" for s in (VLM, TRITON, GATEWAY))
         for service in (VLM, TRITON, GATEWAY):
             f = stack.figures[service]
             report(f"{service}: built in {f['build_s']} s, {f['size_mb']:.0f} MB "
                    f"({f['added_mb']:.0f} MB over the base)")
-        report(f"compose up --wait: all three healthy in {stack.figures['healthy_s']} s")
+        report(f"compose up --wait: all three healthy in {stack.figures['healthy_s']} s; from each start "
+               f"to its first passing probe: {tiers}")
         yield stack
         if "recovered" in stack.figures:
             report(f"after Triton's return: {stack.figures['recovered']}")
