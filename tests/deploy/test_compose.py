@@ -121,7 +121,8 @@ def test_cpu_profile_reuses_the_gateway_image_has_a_cuda_free_triton_and_points_
     assert services[CPU[0]]["image"] == services[GPU[0]]["image"]
     assert services["paddleocr-vl-tritonserver"]["build"]["dockerfile"] == "triton_repo/Dockerfile"
     assert services["paddleocr-vl-tritonserver-cpu"]["build"]["dockerfile"] == "triton_repo/Dockerfile.cpu"
-    assert services["paddleocr-vl-tritonserver-cpu"]["image"] == "paddleocr-vl-tritonserver-cpu:${HPS_IMAGE_TAG:-latest}"
+    assert services["paddleocr-vl-tritonserver-cpu"]["image"] == (
+        "paddleocr-vl-tritonserver-cpu:${HPS_IMAGE_TAG:-latest}")
     assert services["paddleocr-vl-api"]["build"]["dockerfile"] == "gateway/Dockerfile"
     assert services["paddleocr-vlm-server"]["build"]["dockerfile"] == "vlm_server/Dockerfile"
     assert services["paddleocr-vlm-server-cpu"]["build"]["dockerfile"] == "vlm_server/Dockerfile.cpu"
