@@ -6,7 +6,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: ./prepare.sh [--check-only | --skip-download | --download-only]
+Usage: ./prepare.sh [--check-only | --skip-download | --download-only | --cpu]
 
 Checks this machine for the GPU stack (x86_64, Docker >= 19.03, Docker Compose >= 2.24, NVIDIA GPU with
 compute capability 8.0 to below 12.0, driver >= 560 for CUDA 12.6, NVIDIA Container Toolkit), creates .env
@@ -17,12 +17,13 @@ resume and are skipped when complete. Set HF_ENDPOINT to use a Hugging Face mirr
   --check-only     only check; create and download nothing
   --skip-download  check and create .env, download nothing
   --download-only  create .env and download, skip the checks (e.g. to fill ./models for an offline machine)
+  --cpu            for the CPU profile: check x86_64, Docker and Compose only, create .env, download nothing
   -h, --help       this text
 EOF
 }
 
 MIN_DOCKER=19.03
-MIN_COMPOSE=2.24.0 # the optional `env_file` entries of compose.yaml need it
+MIN_COMPOSE=2.24.0 # the optional `env_file` entries of compose.yaml need it (older versions reject the file)
 MIN_CC=8.0         # vLLM on older GPUs (T4, V100) times out and runs out of memory
 MAX_CC=12.0        # exclusive: Blackwell consumer cards (sm_120) need other images
 MIN_DRIVER=560     # CUDA 12.6
@@ -33,6 +34,7 @@ case "${1:-}" in
     --check-only) mode=check ;;
     --skip-download) mode=nodownload ;;
     --download-only) mode=download ;;
+    --cpu) mode=cpu ;;
     -h | --help)
         usage
         exit 0
@@ -110,14 +112,14 @@ check_docker() {
         fail "Docker $server is older than $MIN_DOCKER: upgrade Docker Engine"
     fi
     if ! compose=$(docker compose version --short 2>/dev/null) || [ -z "$compose" ]; then
-        fail "Docker Compose v2 not found: install the docker-compose-plugin package (>= $MIN_COMPOSE)"
+        fail "Docker Compose v2 not found: install the docker-compose-plugin package (>= $MIN_COMPOSE); Compose v1 (docker-compose) cannot read compose.yaml"
         return
     fi
     compose=${compose#v}
     if version_ge "$compose" "$MIN_COMPOSE"; then
         ok "Docker Compose $compose (>= $MIN_COMPOSE)"
     else
-        fail "Docker Compose $compose is older than $MIN_COMPOSE: upgrade the docker-compose-plugin package"
+        fail "Docker Compose $compose is older than $MIN_COMPOSE, which rejects compose.yaml (its optional .env entry): upgrade the docker-compose-plugin package"
     fi
 }
 
@@ -252,8 +254,10 @@ download_weights() {
 if [ "$mode" != download ]; then
     check_arch
     check_docker
-    check_gpu
-    check_toolkit
+    if [ "$mode" != cpu ]; then
+        check_gpu
+        check_toolkit
+    fi
     if [ "$failures" -gt 0 ]; then
         echo "$failures check(s) failed: fix the FAIL lines above and run ./prepare.sh again (the CPU stack, 'make up', needs none of this)"
         exit 1
@@ -262,6 +266,10 @@ fi
 [ "$mode" = check ] && exit 0
 
 make_env
+if [ "$mode" = cpu ]; then
+    echo "Ready: 'docker compose --profile cpu up -d paddleocr-vl-api-cpu' (the CPU profile's weights ship inside its images)"
+    exit 0
+fi
 if [ "$mode" != nodownload ]; then
     download_weights
 fi

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from contract.models import LayoutParsingRequest, RestructurePagesRequest
 from gateway import __version__, errors, health, inference, logs, metrics, openapi, workers
@@ -87,8 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 board.close()
             metrics.worker_exited()
 
-    app = FastAPI(title="PaddleOCR-VL document parsing", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+    # /docs and /redoc load Swagger UI and ReDoc from the gateway itself (the fastapi-offline wheel's copies,
+    # under /static-offline-docs), not from a CDN: they work offline, and no request leaves the host.
+    app = FastAPIOffline(title="PaddleOCR-VL document parsing", version=__version__, description=DESCRIPTION,
+                         lifespan=lifespan, swagger_ui_parameters={"validatorUrl": None})
     app.state.settings = settings
     app.state.drain = drain
     errors.install(app)

@@ -3,6 +3,11 @@
 `/health` says the process answers and touches nothing else. `/health/ready` asks Triton (server and both
 models) and every VLM server's `/health`, each bounded by `HPS_HEALTH_CHECK_TIMEOUT`, all at once. The answer
 is reused for up to one second and concurrent probes share one check, so a crowd of probes costs one round.
+
+With several workers, each probe is answered by the one worker the kernel hands its connection to, and the
+answer is that worker's: Triton is asked over the same gRPC channel that carries the worker's requests, so
+Ready means this worker can reach Triton now (within the one-second reuse), not that every worker can. Every
+worker reconnects within about a second of Triton's return (`gateway.triton`), so they agree soon after.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ document) is passed on without being parsed. The request's Triton id is its logI
 The deadline is given twice, in tritonclient's two units: `client_timeout` in seconds (the gRPC deadline,
 which Triton sees as a cancellation when it passes) and `timeout` in microseconds (Triton's own queue
 timeout). Cancelling the awaiting task cancels the gRPC call, and the model sees `request.is_cancelled()`.
+
+Reconnection: when Triton goes away, the channel retries the connection after a delay that gRPC grows with
+every failure, up to two minutes by default; a call made while it waits fails at once (503). Capped at one
+second here, every worker serves again within about a second of Triton's return, however long it was gone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 
 from contract.names import INPUT, OUTPUT, STATUS
@@ -26,6 +31,17 @@ from gateway import metrics
 from gateway.errors import BadUpstreamOutput, TritonUnavailable, UpstreamFailed, UpstreamTimeout
 
 _UNAVAILABLE = {"StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"}
+
+# The channel's options: tritonclient's message limits, a short reconnect delay (see above), and a fresh name
+# lookup after a failure (a restarted container may come back at another address; gRPC waits 30 s by default).
+RECONNECT_BACKOFF_MS = 1000
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS // 2),
+    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
+    ("grpc.dns_min_time_between_resolutions_ms", RECONNECT_BACKOFF_MS),
+]
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,7 @@ def _classify(exc: InferenceServerException, model: str) -> Exception:
 class TritonClient:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client = grpcclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
 
     async def close(self) -> None:
         await self._client.close()

@@ -68,9 +68,13 @@ def test_healthchecks_and_start_periods(services):
     # vLLM needs about 300 s to load, compile and profile; the first start downloads weights on top.
     assert seconds(services["paddleocr-vlm-server"]["healthcheck"]["start_period"]) >= 300
     assert seconds(services["paddleocr-vl-tritonserver"]["healthcheck"]["start_period"]) >= 60
-    for service in services.values():
+    # Every tier is seen healthy within 2 s of being ready (vLLM takes minutes anyway); a probe may take
+    # longer than that, up to its own 4 s timeout, and a few failures in a row make the tier unhealthy.
+    for name, service in services.items():
         check = service["healthcheck"]
-        assert seconds(check["timeout"]) < seconds(check["interval"]) and check["retries"] >= 3
+        assert seconds(check["interval"]) <= (10 if name == "paddleocr-vlm-server" else 2), name
+        assert seconds(check["timeout"]) > 4 and check["retries"] >= 3, name
+        assert "start_interval" not in check, name  # Compose refuses it on Docker Engines before 25
 
 
 def test_each_tier_waits_for_the_next_one_to_be_healthy(services):
@@ -100,7 +104,9 @@ def test_restart_env_file_shm_and_volumes(services):
     for name in ("paddleocr-vl-tritonserver", "paddleocr-vlm-server"):
         assert "./models:/models" in services[name]["volumes"]
     assert "triton-hf-cache:/opt/hf-cache" in services["paddleocr-vl-tritonserver"]["volumes"]
-    for name in CPU:
+    for name in ("paddleocr-vl-api", "paddleocr-vl-api-cpu"):   # the Job API's jobs outlive a container
+        assert services[name]["volumes"] == ["jobs-data:/data/jobs"], name
+    for name in CPU[1:]:
         assert "volumes" not in services[name], name  # the CPU profile's weights ship inside its wheels
 
 
@@ -112,11 +118,13 @@ def test_each_server_listens_where_its_healthcheck_and_clients_look(services):
                                                                    "HPS_VLM_PORT": "8080"}
 
 
-def test_cpu_profile_reuses_the_gateway_and_triton_images_and_points_at_cpu_services(services):
-    for gpu_name, cpu_name in ((GPU[0], CPU[0]), (GPU[1], CPU[1])):
-        assert services[cpu_name]["build"] == services[gpu_name]["build"]
-        assert services[cpu_name]["image"] == services[gpu_name]["image"]
+def test_cpu_profile_reuses_the_gateway_image_has_a_cuda_free_triton_and_points_at_cpu_services(services):
+    assert services[CPU[0]]["build"] == services[GPU[0]]["build"]
+    assert services[CPU[0]]["image"] == services[GPU[0]]["image"]
     assert services["paddleocr-vl-tritonserver"]["build"]["dockerfile"] == "triton_repo/Dockerfile"
+    assert services["paddleocr-vl-tritonserver-cpu"]["build"]["dockerfile"] == "triton_repo/Dockerfile.cpu"
+    assert services["paddleocr-vl-tritonserver-cpu"]["image"] == (
+        "paddleocr-vl-tritonserver-cpu:${HPS_IMAGE_TAG:-latest}")
     assert services["paddleocr-vl-api"]["build"]["dockerfile"] == "gateway/Dockerfile"
     assert services["paddleocr-vlm-server"]["build"]["dockerfile"] == "vlm_server/Dockerfile"
     assert services["paddleocr-vlm-server-cpu"]["build"]["dockerfile"] == "vlm_server/Dockerfile.cpu"

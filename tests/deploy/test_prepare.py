@@ -192,6 +192,29 @@ def test_skip_download_creates_env_only(machine: Machine):
     assert machine.calls("hf") == []
 
 
+def test_cpu_checks_docker_and_compose_only_and_downloads_nothing(machine: Machine):
+    machine.remove("nvidia-smi")
+    machine.remove("nvidia-ctk")
+    result = machine.run("--cpu")
+    assert result.returncode == 0, result.stdout
+    assert [line.split(" (")[0] for line in lines(result, "OK")] == [
+        "OK    architecture x86_64", "OK    Docker 27.3.1", "OK    Docker Compose 2.29.7",
+        "OK    created .env from .env.example"]
+    assert "docker compose --profile cpu up -d paddleocr-vl-api-cpu" in result.stdout
+    assert machine.calls("hf") == [] and not (machine.project / "models").exists()
+
+
+@pytest.mark.parametrize(("compose", "says"), [
+    ("v2.23.3", "older than 2.24.0, which rejects compose.yaml (its optional .env entry)"),
+    ("", "Compose v1 (docker-compose) cannot read compose.yaml"),
+])
+def test_cpu_says_why_an_old_compose_will_not_do(machine: Machine, compose: str, says: str):
+    result = machine.run("--cpu", COMPOSE=compose)
+    assert result.returncode == 1
+    [failed] = lines(result, "FAIL")
+    assert says in failed, failed
+
+
 def test_download_only_skips_the_checks(machine: Machine):
     machine.remove("docker")
     machine.remove("nvidia-smi")
