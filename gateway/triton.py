@@ -93,7 +93,7 @@ class TritonClient:
                 result = await self._client.infer(
                     model, [data], outputs=[grpcclient.InferRequestedOutput(OUTPUT),
                                             grpcclient.InferRequestedOutput(STATUS)],
-                    request_id=log_id, headers={"x-request-id": log_id},
+                    request_id=log_id,   # a protobuf field: any text (gRPC headers must be ASCII)
                     client_timeout=seconds, timeout=int(seconds * 1_000_000), parameters=parameters)
         except InferenceServerException as exc:
             raise _classify(exc, model) from exc

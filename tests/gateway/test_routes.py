@@ -52,6 +52,14 @@ def test_an_x_request_id_header_is_the_log_id_unless_the_body_has_one(gateway: G
     assert response.json()["logId"] == "header-id" == response.json()["result"]["echo"]["requestId"]
 
 
+def test_a_log_id_in_any_script_reaches_triton_and_comes_back(gateway: Gateway) -> None:
+    """The logId travels to Triton as its request id (a protobuf string), never as a gRPC header (ASCII)."""
+    response = post(gateway, "/layout-parsing", layout_body("日志-7 ü"))
+    assert response.status_code == 200, response.text
+    assert response.json()["logId"] == "日志-7 ü" == response.json()["result"]["echo"]["requestId"]
+    assert response.headers["x-request-id"] == "__-7__"   # the header keeps to what a header can carry
+
+
 def test_unknown_paths_and_methods_get_envelopes_too(gateway: Gateway) -> None:
     missing = httpx.get(f"{gateway.url}/nowhere")
     assert missing.status_code == 404 and missing.json()["errorCode"] == 404
