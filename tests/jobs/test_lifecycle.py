@@ -62,7 +62,7 @@ def served(stack: Stack) -> int:
 
 
 def test_progress_rises_and_lines_arrive_before_the_job_is_done(stack: Stack) -> None:
-    job = job_id(submit(stack, sample_pdf(8)[0]))
+    job = job_id(submit(stack, sample_pdf(30)[0]))   # long enough that its first line comes well before its end
     link = eventually(lambda: status(stack, job).get("resultUrl", {}).get("jsonUrl"), 30)
     assert link and "Authorization" not in link
     seen_pages, first_line_state = [], None
@@ -73,9 +73,9 @@ def test_progress_rises_and_lines_arrive_before_the_job_is_done(stack: Stack) ->
                 first_line_state = status(stack, job)["state"]
             seen_pages.append(json.loads(line)["result"]["dataInfo"]["pageNumber"])
     assert first_line_state == "running"                          # streamed while the job ran
-    assert seen_pages == list(range(1, 9))                        # every page, in order
+    assert seen_pages == list(range(1, 31))                       # every page, in order
     final = status(stack, job)
-    assert final["state"] == "done" and final["extractProgress"]["extractedPages"] == 8
+    assert final["state"] == "done" and final["extractProgress"]["extractedPages"] == 30
     assert final["extractProgress"]["startTime"] <= final["extractProgress"]["endTime"]
 
 
