@@ -26,13 +26,14 @@ from pydantic import ValidationError
 
 from contract.envelope import client_log_id, envelope, validation_message
 from contract.models import LayoutParsingRequest, RestructurePagesRequest
-from docengine import inputs, profiles
+from docengine import inputs, pagetext, profiles
 from docengine.assemble import PageImages, encode_page_images, page_entry
-from docengine.blocks import finish_page, prepare_page
+from docengine.blocks import finish_page
 from docengine.errors import EngineError
 from docengine.layout.base import Detector
 from docengine.layout.postprocess import filter_overlap_boxes, postprocess
 from docengine.layout.scheduler import LayoutScheduler
+from docengine.layout.textlines import TextLineDetector
 from docengine.options import AssembleOptions, ParseOptions, parse_options, restructure_options
 from docengine.recognition.client import VLMClient
 from docengine.restructure import restructure_blocks, restructure_pages
@@ -57,6 +58,7 @@ class Engine:
         detector = detector or profiles.build_detector(settings)
         self.layout = LayoutScheduler(detector, settings.layout_batch_size)
         self.vlm = vlm or VLMClient.from_settings(settings)
+        self.text_lines = TextLineDetector()   # uncovered text on pages without a text layer
         self._http: httpx.AsyncClient | None = None
 
     def stats(self) -> dict[str, int]:
@@ -104,7 +106,8 @@ class Engine:
                                     relevel_titles=restructure.relevel_titles)
         results = [p.entry(options.assemble) for p in pages]
         log.info("[%s] parsed %d page(s)", log_id, len(results))
-        return {"layoutParsingResults": results, "dataInfo": doc.data_info}
+        return {"layoutParsingResults": results,
+                "dataInfo": {**doc.data_info, **pagetext.data_info([p.blocks for p in pages])}}
 
     async def _pages(self, owner: str, doc: DecodedDocument, options: ParseOptions) -> list[ParsedPage]:
         """Every page, in order. `page_window` workers each take the next page in turn and finish it before
@@ -142,7 +145,8 @@ class Engine:
             height, width = page.shape[:2]
             boxes = await asyncio.to_thread(
                 lambda: filter_overlap_boxes(postprocess(dets, options.layout, (width, height))))
-        work = await asyncio.to_thread(prepare_page, page, boxes, rec)
+        layer = await pagetext.read_layer(doc, index, options.text)
+        work = await asyncio.to_thread(pagetext.prepare, page, boxes, layer, options, self.text_lines)
         texts = await self.vlm.recognize(owner, [task for _, task in work.tasks]) if work.tasks else []
         blocks = await asyncio.to_thread(finish_page, work, texts, rec)
         images = await asyncio.to_thread(encode_page_images, page, boxes or [], blocks, options.assemble)
