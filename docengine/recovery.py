@@ -1,11 +1,12 @@
 """No text left behind: text the layout model gave no box, and words a box cut, found and given a block.
 
 Where a page has a text layer, the layer says where its text is: every character belongs to the box its
-centre falls in. A word that a text box cuts is taken whole into that box (the box grows to the word), so
-that no crop cuts a glyph. Characters in no box are grouped into lines and blocks; a block lying right
-against a text box whose column it shares joins that box, any other becomes a new `text` box, marked
-`recovered`. Pages without a text layer (images, scans) get the same from a text-line detector run on the
-ink that no box covers (`docengine.layout.textlines`).
+centre falls in. A word that a text box cuts is taken whole into that box, and the box grows to the words
+and glyphs it holds, so that no crop cuts a glyph. Characters in no box are grouped into lines and blocks;
+a block lying right against a text box (under it in its column, or beside it on its line) joins that box,
+any other becomes a new `text` box, marked `recovered`. Pages without a text layer (images, scans) get the
+same from a text-line detector run on the ink that no box covers (`docengine.layout.textlines`), after
+text boxes are widened over ink that runs on past their edges (`grow_to_ink`).
 
 Recovered boxes are placed in the reading order by geometry (XY-cut over all boxes), after the box that
 precedes them there; the layout model's own order of its boxes is left as it was. With nothing uncovered,
@@ -34,6 +35,7 @@ PROSE_LABELS = frozenset({
 })
 WORD_GAP = 0.3         # glyphs closer than this (share of their height) on one line belong to one word
 BLOCK_GAP = 1.0        # lines closer than this (share of the line height) belong to one block
+BESIDE_GAP = 2.0       # pieces of a line closer than this (line heights) belong to one block
 PAD = 0.25             # a recovered block's margin around its glyphs, as a share of its line height
 PICTURE_LABELS = frozenset({"image", "chart"})
 MIN_PICTURE_TEXT = 20  # characters a picture box must hold to be taken for text
@@ -79,7 +81,8 @@ def recover_from_layer(boxes: list[LayoutBox], chars: Sequence[Char], gray: np.n
     if not chars:
         return boxes
     pictures = [b for b in boxes if b.label in PICTURE_LABELS and _is_text(b, chars, gray)]
-    boxes = [b for b in boxes if not any(b is p for p in pictures)]
+    if pictures:
+        boxes = [b for b in boxes if not any(b is p for p in pictures)]
     coords = [list(b.coordinate) for b in boxes]
     owner = owner_of(np.array([c.centre for c in chars]), coords)
     changed = False
@@ -92,6 +95,13 @@ def recover_from_layer(boxes: list[LayoutBox], chars: Sequence[Char], gray: np.n
                 owner[i] = target
                 coords[target] = _union(coords[target], chars[i].box)
             changed = True
+    for i, b in enumerate(boxes):     # and no glyph of a prose box sticks out of it on the left or right
+        mine = np.flatnonzero(owner == i)
+        if b.label in PROSE_LABELS and len(mine):
+            left, right = min(chars[k].box[0] for k in mine), max(chars[k].box[2] for k in mine)
+            if left < coords[i][0] or right > coords[i][2]:
+                coords[i][0], coords[i][2] = min(coords[i][0], left), max(coords[i][2], right)
+                changed = True
     loose = [chars[i] for i in np.flatnonzero(owner < 0)]
     lines = [line for column in layertext.columns_of(loose) for line in layertext.lines_of(column)]
     groups = group_lines([layertext.box_of(line) for line in lines])
@@ -117,7 +127,17 @@ def recover_from_lines(boxes: list[LayoutBox], lines: Sequence[Box],
     if not lines:
         return boxes
     width, height = page_size
-    return place(boxes, [_padded(g, h, width, height) for g, h in group_lines(list(lines))])
+    coords = [list(b.coordinate) for b in boxes]
+    new: list[Box] = []
+    for group, line_height in group_lines(list(lines)):
+        neighbour = _neighbour(group, line_height, coords, boxes)
+        if neighbour is not None:
+            coords[neighbour] = _union(coords[neighbour], group)
+        else:
+            new.append(_padded(group, line_height, width, height))
+    grown = [dataclasses.replace(b, coordinate=[float(v) for v in c]) if c != list(b.coordinate) else b
+             for b, c in zip(boxes, coords, strict=True)]
+    return place(grown, new)
 
 
 def grow_to_ink(boxes: list[LayoutBox], gray: np.ndarray) -> list[LayoutBox]:
@@ -163,14 +183,18 @@ def _glyph_height(band: np.ndarray) -> float:
 
 
 def group_lines(lines: list[Box]) -> list[tuple[Box, float]]:
-    """Line boxes joined into blocks (one under the other, close, overlapping in x): (block, line height)."""
+    """Line boxes joined into blocks (one under the other, close and overlapping in x, or pieces of one line
+    close beside each other): (block, line height)."""
     groups: list[tuple[list[float], list[float]]] = []
     for line in sorted(lines, key=lambda b: (b[1], b[0])):
         h = line[3] - line[1]
         for box, heights in groups:
+            height = max(h, float(np.median(heights)))
             gap = line[1] - box[3]
             overlap = min(line[2], box[2]) - max(line[0], box[0])
-            if -h < gap < BLOCK_GAP * max(h, float(np.median(heights))) and overlap > 0:
+            beside = (min(line[3], box[3]) - max(line[1], box[1]) > 0.5 * h
+                      and max(line[0] - box[2], box[0] - line[2]) < BESIDE_GAP * height)
+            if (-h < gap < BLOCK_GAP * height and overlap > 0) or beside:
                 box[:] = _union(box, line)
                 heights.append(h)
                 break

@@ -78,9 +78,11 @@ async def test_text_source_vlm_gives_the_answer_of_the_engine_without_the_text_l
     async def no_layer(*args: object) -> None:
         return None
 
+    def layout_boxes_only(page, boxes, layer, options, lines):  # type: ignore[no-untyped-def]
+        return prepare_page(page, boxes, options.recognition)
+
     monkeypatch.setattr(pagetext, "read_layer", no_layer)
-    monkeypatch.setattr(pagetext, "prepare",
-                        lambda page, boxes, layer, options, lines: prepare_page(page, boxes, options.recognition))
+    monkeypatch.setattr(pagetext, "prepare", layout_boxes_only)
     assert answer == await parse(REPORT.pdf, COVERED, textSource="vlm", recoverText=False)
 
 
