@@ -320,6 +320,5 @@ def test_text_the_layout_model_misses_comes_back_once_with_the_footer_whole(stac
     file = page.pdf if kind == "pdf" else encode_image(render_page(page.pdf, 0, dpi=144))
     _, envelope = parse(stack, file, 0 if kind == "pdf" else 1, visualize=False)
     assert answer_words(envelope["result"]) == Counter(page.words())
-    footers = [b["block_content"] for b in text_blocks(envelope["result"]) if REPORT_FOOTER[5:20] in
-               b["block_content"]]
+    footers = [b["block_content"] for b in text_blocks(envelope["result"]) if "page 1" in b["block_content"]]
     assert footers == [REPORT_FOOTER]
