@@ -28,12 +28,9 @@ from docengine.types import Block, DecodedDocument, LayoutBox
 
 log = logging.getLogger(__name__)
 
-# Blocks whose text the layer may give: prose of every kind. Not tables, formulas (and their numbers),
-# charts, seals, images or vertical text, which always go to the recogniser.
-LAYER_LABELS = frozenset({
-    "text", "paragraph_title", "doc_title", "abstract", "content", "reference_content", "footnote",
-    "figure_title", "header", "footer", "aside_text", "vision_footnote", "number", "algorithm",
-})
+# Blocks whose text the layer may give: prose of every kind (the labels recovery may grow). Not tables,
+# formulas (and their numbers), charts, seals, images or vertical text, which always go to the recogniser.
+LAYER_LABELS = recovery.PROSE_LABELS
 
 
 async def read_layer(doc: DecodedDocument, index: int, options: TextOptions) -> TextLayer | None:
