@@ -18,6 +18,7 @@ MergeMode = Literal["large", "small", "union"]
 ShapeMode = Literal["rect", "quad", "poly", "auto"]
 PromptLabel = Literal["ocr", "formula", "table", "chart", "seal", "spotting"]
 UnclipRatio = float | tuple[float, float]
+TextSource = Literal["vlm", "auto", "pdf"]
 
 
 class _WireModel(BaseModel):
@@ -99,6 +100,23 @@ class LayoutParsingRequest(_WireModel):
     page_ranges: str | None = Field(
         None, description='Extension: the pages to parse, e.g. "2,4-6", counted from 1; all when left out.')
     log_id: str | None = Field(None, description="Request id echoed in the response and the logs.")
+    text_source: TextSource | None = Field(
+        None,
+        description="Extension (PaddleX clients leave it out). Where the text of text blocks (paragraphs, "
+        "titles, captions, headers, ...) comes from: `vlm` recognises every block; `auto` takes it from "
+        "a PDF's own text layer where that can be trusted (visible, mapped to Unicode, upright, covering "
+        "the block's ink) and recognises the rest; `pdf` takes it from the layer wherever the block has "
+        "text there. Tables, formulas, charts, seals and images are always recognised. Blocks whose text "
+        "came from the PDF carry `block_text_source: \"pdf\"`, and `dataInfo.blockSources` counts them. "
+        "Default: the server's setting (`auto` on the CPU profile, `vlm` on the GPU profile).",
+    )
+    recover_text: bool | None = Field(
+        None,
+        description="Extension (PaddleX clients leave it out). Give a `text` block to page text that no "
+        "layout box covers (found from a PDF's text layer, or by a text-line detector on images), and "
+        "widen text boxes that cut a word. Recovered blocks carry `block_recovered: true`, and "
+        "`dataInfo.recoveredBlocks` counts them. Default true (the server's setting).",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"file": "<Base64 of a PDF>", "fileType": 0, "visualize": False}]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,6 +94,62 @@ def sample_pdf(pages: int = 2, *, with_table: bool = True) -> tuple[bytes, list[
     doc = pymupdf.open()
     truths = [_page(doc, i, with_table=with_table) for i in range(pages)]
     return save_pdf(doc), truths
+
+
+REPORT_TITLE = "Port Authority Annual Review"
+REPORT_ENGLISH = ("Cargo volumes through the harbour rose by eleven percent over the year, while the new "
+                  "container terminal opened on schedule and under budget in the spring.")
+REPORT_CHINESE = "港务局年度报告显示，全年货物吞吐量增长百分之十一，新集装箱码头按期投入使用。"
+REPORT_TABLE = [["Terminal", "Ships", "Tonnes"], ["North", "412", "9300"], ["South", "377", "8150"]]
+REPORT_FOOTER = "Port Authority Annual Review - page 1"
+
+
+@dataclass
+class ReportPage:
+    """The report page and where each of its parts lies, in pt (x0, y0, x1, y1)."""
+
+    pdf: bytes
+    parts: dict[str, tuple[float, float, float, float]]
+
+    def words(self) -> list[str]:
+        """Every word of the page: English words, the Chinese paragraph's characters, the table's cells."""
+        text = " ".join([REPORT_TITLE, REPORT_ENGLISH, REPORT_FOOTER, *sum(REPORT_TABLE, [])])
+        return words_of(text) + [c for c in REPORT_CHINESE if c.isalnum()]
+
+
+def words_of(text: str) -> list[str]:
+    """Latin words (edge punctuation stripped) and CJK characters, each once per occurrence."""
+    out: list[str] = []
+    for token in text.split():
+        latin = "".join(" " if "\u2e80" <= c <= "\u9fff" or "\uff00" <= c <= "\uffef" else c for c in token)
+        out += [w.strip(".,;:") for w in latin.split() if w.strip(".,;:-")]
+        out += [c for c in token if "\u4e00" <= c <= "\u9fff"]
+    return out
+
+
+def report_page(*, english_font: str = "helv", strip_cjk_unicode: bool = False) -> ReportPage:
+    """One A4 page: a title, an English and a Chinese paragraph (`insert_textbox`), a ruled table, a footer.
+
+    `english_font="cjk"` writes the English paragraph in the embedded CJK font too, and
+    `strip_cjk_unicode` removes that font's ToUnicode map: its glyphs then have no Unicode in the layer."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    cjk = cjk_font(page)
+    parts = {"title": (60.0, 70.0, 420.0, 96.0), "english": (60.0, 120.0, 535.0, 170.0),
+             "chinese": (60.0, 190.0, 535.0, 230.0), "footer": (60.0, 800.0, 320.0, 815.0)}
+    page.insert_text((60, 90), REPORT_TITLE, fontsize=20, fontname="hebo")
+    page.insert_textbox(pymupdf.Rect(parts["english"]), REPORT_ENGLISH, fontsize=11,
+                        fontname=cjk if english_font == "cjk" else english_font)
+    page.insert_textbox(pymupdf.Rect(parts["chinese"]), REPORT_CHINESE, fontsize=11, fontname=cjk)
+    bottom = draw_table(page, 260, REPORT_TABLE)
+    parts["table"] = (60.0, 260.0, 510.0, bottom)
+    page.insert_text((60, 812), REPORT_FOOTER, fontsize=9, fontname="helv")
+    if not strip_cjk_unicode:
+        return ReportPage(save_pdf(doc), parts)
+    doc.subset_fonts()
+    data = re.sub(rb"/ToUnicode \d+ 0 R", b"", doc.tobytes(garbage=3))
+    doc.close()
+    return ReportPage(data, parts)
 
 
 def render_page(pdf: bytes, index: int = 0, dpi: int = 144) -> np.ndarray:

@@ -63,6 +63,11 @@ def block_json(index: int, block: Block, content: str, order: int | None) -> dic
     for key in ("global_block_id", "global_group_id"):   # set by restructuring
         if key in block.extra:
             out[key] = block.extra[key]
+    # extensions that PaddleX clients ignore, present only where they apply (`docengine.pagetext`)
+    if block.extra.get("text_source") == "pdf":
+        out["block_text_source"] = "pdf"
+    if block.extra.get("recovered"):
+        out["block_recovered"] = True
     return out
 
 

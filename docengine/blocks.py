@@ -36,6 +36,7 @@ class PageWork:
     figure_tokens: dict[int, dict[str, str]] = field(default_factory=dict)   # table index -> token -> path
     absorbed: set[int] = field(default_factory=set)    # figures inside a table: never returned as blocks
     leaders: dict[int, int] = field(default_factory=dict)   # merged block -> first block of its group
+    given: dict[int, str] = field(default_factory=dict)     # block -> its text, known without recognition
 
 
 @dataclass
@@ -79,7 +80,8 @@ def prepare_page(image: np.ndarray, boxes: list[LayoutBox] | None, options: Reco
         for source in unit.members:
             box = boxes[source]
             block = Block(label=box.label, bbox=list(ints[source]), group_id=position[lead],
-                          polygon_points=box.polygon_points)
+                          polygon_points=box.polygon_points,
+                          extra={"recovered": True} if box.recovered else {})
             if box.label in image_like:
                 block.image_path = image_path(box.label, ints[source])
                 block.image = cuts[source]
@@ -189,9 +191,10 @@ _SPOTTING_MARKERS = re.compile(r"<\|(?:TEXT_START|TEXT_END|LOC_BEGIN|LOC_END)\|>
 def finish_page(work: PageWork, texts: list[str], options: RecognitionOptions) -> list[Block]:
     """The page's blocks with their content; `texts` are the VLM answers in `work.tasks` order.
 
-    Each text is post-processed for its label; `[Fn]` tokens in tables become the figure's `<img>` (followed
-    by the figure's own text when image blocks are read); figures absorbed by a table are left out; group ids
-    are the final index of each group's first block.
+    Each text is post-processed for its label (texts in `work.given` are final as they are); `[Fn]`
+    tokens in tables become the figure's `<img>` (followed by the figure's own text when image blocks are
+    read); figures absorbed by a table are left out; group ids are the final index of each group's first
+    block.
     """
     from docengine.recognition import textpost
 
@@ -206,6 +209,7 @@ def finish_page(work: PageWork, texts: list[str], options: RecognitionOptions) -
             content, spotting = parse_spotting(content, block.bbox)
             extras[index] = {"spotting": spotting}
         contents[index] = content
+    contents.update(work.given)
 
     path_to_block = {b.image_path: i for i, b in enumerate(work.blocks) if b.image_path}
     for index, tokens in work.figure_tokens.items():

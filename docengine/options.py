@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from contract.models import LayoutParsingRequest, RestructurePagesRequest
+from contract.models import LayoutParsingRequest, RestructurePagesRequest, TextSource
 from docengine.errors import InvalidInputError
 from docengine.layout.postprocess import resolve_params
 from docengine.markdown import DEFAULT_IGNORE_LABELS
@@ -130,6 +130,15 @@ class RestructureOptions:
 
 
 @dataclass(frozen=True)
+class TextOptions:
+    """Where text comes from besides the recogniser (`docengine.pagetext`)."""
+
+    source: TextSource = "vlm"      # vlm: every block recognised; auto/pdf: text blocks from the PDF's layer
+    recover: bool = True            # give a block to text that no layout box covers
+    trust_invisible: bool = False   # take text from an invisible (OCR) layer in `auto`
+
+
+@dataclass(frozen=True)
 class ParseOptions:
     source: Source
     layout: LayoutParams
@@ -137,6 +146,7 @@ class ParseOptions:
     assemble: AssembleOptions
     restructure: RestructureOptions | None   # None: pages are left as they are
     preprocess: PreprocessOptions | None = None   # None: pages go to layout as they are decoded
+    text: TextOptions = field(default_factory=TextOptions)
 
 
 def _default(value: bool | None, default: bool) -> bool:
@@ -251,6 +261,10 @@ def parse_options(req: LayoutParsingRequest, settings: EngineSettings,
         assemble=assemble,
         restructure=restructure,
         preprocess=preprocess,
+        text=TextOptions(
+            source=req.text_source or settings.default_text_source,
+            recover=_default(req.recover_text, settings.recover_text) and use_layout,
+            trust_invisible=settings.trust_invisible_text),
     )
 
 

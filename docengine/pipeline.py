@@ -28,13 +28,14 @@ from pydantic import ValidationError
 
 from contract.envelope import client_log_id, envelope, validation_message
 from contract.models import LayoutParsingRequest, RestructurePagesRequest
-from docengine import inputs, profiles
+from docengine import inputs, pagetext, profiles
 from docengine.assemble import PageImages, encode_page_images, page_entry
-from docengine.blocks import finish_page, prepare_page
+from docengine.blocks import finish_page
 from docengine.errors import EngineError
 from docengine.layout.base import Detector
 from docengine.layout.postprocess import filter_overlap_boxes, postprocess
 from docengine.layout.scheduler import LayoutScheduler
+from docengine.layout.textlines import TextLineDetector
 from docengine.options import AssembleOptions, ParseOptions, parse_options, restructure_options
 from docengine.preprocess import DocPreprocessor, Preprocessed
 from docengine.recognition.client import VLMClient
@@ -62,6 +63,7 @@ class Engine:
         self.layout = LayoutScheduler(detector, settings.layout_batch_size)
         self.vlm = vlm or VLMClient.from_settings(settings)
         self.preprocessor = preprocessor or DocPreprocessor.from_settings(settings)
+        self.text_lines = TextLineDetector()   # uncovered text on pages without a text layer
         self._http: httpx.AsyncClient | None = None
 
     def stats(self) -> dict[str, int]:
@@ -116,7 +118,8 @@ class Engine:
         results = await asyncio.to_thread(
             lambda: [p.entry(options.assemble, i) for i, p in enumerate(pages)])   # a docx is CPU work
         log.info("[%s] parsed %d page(s)", log_id, len(results))
-        return {"layoutParsingResults": results, "dataInfo": doc.info()}
+        return {"layoutParsingResults": results,
+                "dataInfo": {**doc.info(), **pagetext.data_info([p.blocks for p in pages])}}
 
     async def _pages(self, owner: Owner, doc: DecodedDocument, options: ParseOptions) -> list[ParsedPage]:
         """Every page, in order. `page_window` workers each take the next page in turn and finish it before
@@ -156,7 +159,11 @@ class Engine:
             height, width = page.shape[:2]
             boxes = await asyncio.to_thread(
                 lambda: filter_overlap_boxes(postprocess(dets, options.layout, (width, height))))
-        work = await asyncio.to_thread(prepare_page, page, boxes, rec)
+        # The text layer is where the page was drawn: a page turned or unwarped by preprocessing no longer is.
+        reshaped = preprocessed is not None and (preprocessed.angle != 0
+                                                 or preprocessed.options.use_doc_unwarping)
+        layer = None if reshaped else await pagetext.read_layer(doc, doc.index(index), options.text)
+        work = await asyncio.to_thread(pagetext.prepare, page, boxes, layer, options, self.text_lines)
         tasks = [task for _, task in work.tasks]
         texts = await self.vlm.recognize(owner.name, tasks, background=owner.background) if tasks else []
         blocks = await asyncio.to_thread(finish_page, work, texts, rec)

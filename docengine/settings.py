@@ -50,6 +50,13 @@ class EngineSettings(BaseSettings):
     allow_private_urls: bool = False
     url_fetch_timeout: float = Field(30.0, gt=0)
 
+    # Text layer and recovery (`docengine.pagetext`)
+    text_source: Literal["", "vlm", "auto", "pdf"] = Field("", description=(
+        "default of the request field `textSource`; empty: `auto` on the cpu profile, `vlm` on gpu"))
+    recover_text: bool = Field(True, description="default of the request field `recoverText`")
+    trust_invisible_text: bool = Field(False, description=(
+        "take text from an invisible (OCR) text layer too in `textSource` auto"))
+
     # Output
     visualize: bool = Field(True, description="default of the request field `visualize`")
     max_output_image_size: int = Field(2000, ge=1, description="longest side of returned images")
@@ -62,6 +69,12 @@ class EngineSettings(BaseSettings):
     @property
     def vlm_urls(self) -> list[str]:
         return self.vlm_url.split(",")
+
+    @property
+    def default_text_source(self) -> Literal["vlm", "auto", "pdf"]:
+        if self.text_source:
+            return self.text_source
+        return "auto" if self.profile == "cpu" else "vlm"
 
     @property
     def served_model_name(self) -> str:

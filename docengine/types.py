@@ -86,6 +86,7 @@ class LayoutBox:
     coordinate: list[float]
     order: int | None = None
     polygon_points: list[list[float]] | None = None
+    recovered: bool = False     # found after layout, where no box covered text (`docengine.recovery`)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import pypdfium2 as pdfium
@@ -18,6 +20,7 @@ from docengine.settings import EngineSettings
 from docengine.types import DecodedDocument
 
 MIN_RENDER_SCALE = 0.1
+T = TypeVar("T")
 
 # PDFium must never be called from two threads at once, not even for different documents. Re-entrant, so that
 # a PDF collected as garbage while its thread holds the lock can still be closed (see `PdfPages`).
@@ -74,6 +77,20 @@ class PdfPages(LazyPages):
                     return bitmap.to_numpy().copy()   # RGB on white; copied out so the bitmap can be freed
                 finally:
                     bitmap.close()
+            finally:
+                page.close()
+
+    def with_page(self, index: int, read: Callable[[pdfium.PdfPage, float], T]) -> T:
+        """`read(page, render scale)` under the PDFium lock, for what else a page holds (its text layer)."""
+        with pdfium_lock:
+            if self.closed:
+                raise ValueError("the PDF is closed")
+            try:
+                page = self._doc[index]
+            except pdfium.PdfiumError as exc:
+                raise InvalidInputError(f"page {index + 1} of the PDF cannot be loaded ({exc})") from None
+            try:
+                return read(page, self._scales[index])
             finally:
                 page.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections import Counter
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
@@ -21,6 +22,7 @@ from devkit.documents import (
     HEADER,
     HEADING,
     PARAGRAPHS,
+    REPORT_FOOTER,
     TABLE,
     TITLE,
     b64,
@@ -28,11 +30,14 @@ from devkit.documents import (
     encode_image,
     multipage_tiff,
     render_page,
+    report_page,
     sample_pdf,
 )
 from devkit.stack import Stack, running_stack
 from docengine.layout.labels import LABELS
 from tests.e2e import docs
+from tests.engine.text_stand_ins import answer_words
+from tests.engine.text_stand_ins import blocks as text_blocks
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +47,11 @@ MODEL_SETTINGS = {"use_doc_preprocessor", "use_layout_detection", "use_chart_rec
 BLOCK_KEYS = {"block_label", "block_content", "block_bbox", "block_id", "block_order", "group_id"}
 BOX_KEYS = {"cls_id", "label", "score", "coordinate", "order"}
 A4_AT_SCALE_2 = {"width": 1190, "height": 1684}
+DATA_INFO_EXTENSIONS = {"blockSources", "recoveredBlocks"}   # what PaddleX clients ignore
+
+
+def paddlex_info(info: dict) -> dict:
+    return {key: value for key, value in info.items() if key not in DATA_INFO_EXTENSIONS}
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +183,10 @@ def test_a_multi_page_pdf_comes_back_in_paddlex_shape_with_its_text_table_and_or
     assert envelope["errorCode"] == 0 and envelope["errorMsg"] == "Success"
     result = envelope["result"]
     assert set(result) == {"layoutParsingResults", "dataInfo"}
-    assert result["dataInfo"] == {"type": "pdf", "numPages": 2, "pages": [A4_AT_SCALE_2, A4_AT_SCALE_2]}
+    assert paddlex_info(result["dataInfo"]) == {"type": "pdf", "numPages": 2,
+                                                "pages": [A4_AT_SCALE_2, A4_AT_SCALE_2]}
+    # the CPU profile takes the text of text blocks from the PDF itself (textSource auto), tables not
+    assert result["dataInfo"]["blockSources"]["pdf"] > 0 and result["dataInfo"]["blockSources"]["vlm"] >= 2
     pages = result["layoutParsingResults"]
     assert len(pages) == 2
 
@@ -217,7 +230,8 @@ def test_an_image_is_parsed_with_its_chinese_and_english_text(stack: Stack, fmt:
     image = encode_image(rgb, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     _, envelope = parse(stack, image, file_type, visualize=False)
     height, width = rgb.shape[:2]
-    assert envelope["result"]["dataInfo"] == {"type": "image", "width": width, "height": height}
+    assert paddlex_info(envelope["result"]["dataInfo"]) == {"type": "image", "width": width, "height": height}
+    assert envelope["result"]["dataInfo"].get("blockSources", {}).get("pdf", 0) == 0
     [page] = envelope["result"]["layoutParsingResults"]
     assert_page_shape(page, {"width": width, "height": height}, visualized=False)
     accuracy = text_accuracy(truths[0].texts, page)
@@ -231,7 +245,7 @@ def test_a_multi_page_tiff_is_split_into_pages(stack: Stack) -> None:
     frames = [render_page(pdf, i, dpi=144) for i in range(2)]
     _, envelope = parse(stack, multipage_tiff(frames), 1, visualize=True)
     sizes = [{"width": f.shape[1], "height": f.shape[0]} for f in frames]
-    assert envelope["result"]["dataInfo"] == {"type": "tiff", "numPages": 2, "pages": sizes}
+    assert paddlex_info(envelope["result"]["dataInfo"]) == {"type": "tiff", "numPages": 2, "pages": sizes}
     pages = envelope["result"]["layoutParsingResults"]
     assert len(pages) == 2
     for page, truth, size in zip(pages, truths, sizes, strict=True):
@@ -297,3 +311,14 @@ def test_a_table_split_over_two_pages_is_merged_by_restructure_pages(stack: Stac
     markdown = whole["markdown"]["text"]
     assert markdown.count("<table") == 1 and markdown.count("<tr>") == 1 + len(docs.SPLIT_ROWS)
     assert markdown.index(TITLE) < markdown.index(CHINESE) < markdown.index("<table")
+
+
+@pytest.mark.parametrize("kind", ["pdf", "png"])
+def test_text_the_layout_model_misses_comes_back_once_with_the_footer_whole(stack: Stack, kind: str) -> None:
+    """The page on which PP-PicoDet gave the paragraphs no box and cut the footer's first and last glyphs."""
+    page = report_page()
+    file = page.pdf if kind == "pdf" else encode_image(render_page(page.pdf, 0, dpi=144))
+    _, envelope = parse(stack, file, 0 if kind == "pdf" else 1, visualize=False)
+    assert answer_words(envelope["result"]) == Counter(page.words())
+    footers = [b["block_content"] for b in text_blocks(envelope["result"]) if "page 1" in b["block_content"]]
+    assert footers == [REPORT_FOOTER]

@@ -33,7 +33,8 @@ CANCELLED = "request cancelled by its client"  # what the Triton model logs when
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("faults"), recogniser="tests.e2e.faulty_recogniser",
                        workers=1, restart_backoff=BACKOFF,
-                       engine_env={"HPS_VLM_MAX_CONCURRENCY": "2"},
+                       # every block goes to the recogniser, whose faults these tests inject
+                       engine_env={"HPS_VLM_MAX_CONCURRENCY": "2", "HPS_TEXT_SOURCE": "vlm"},
                        gateway_env={"HPS_INFERENCE_TIMEOUT": str(TIMEOUT)}) as running:
         yield running
 

@@ -62,7 +62,7 @@ def served(stack: Stack) -> int:
 
 
 def test_progress_rises_and_lines_arrive_before_the_job_is_done(stack: Stack) -> None:
-    job = job_id(submit(stack, sample_pdf(30)[0]))   # long enough that its first line comes well before its end
+    job = job_id(submit(stack, sample_pdf(30)[0]))   # its first line comes long before its end
     link = eventually(lambda: status(stack, job).get("resultUrl", {}).get("jsonUrl"), 30)
     assert link and "Authorization" not in link
     seen_pages, first_line_state = [], None
