@@ -29,6 +29,8 @@ from gateway.settings import Settings, get_settings
 from gateway.shared_admission import Board, SharedPool
 from gateway.shutdown import Drain, DrainMiddleware
 from gateway.triton import TritonClient
+from imagelinks import ImageLinks
+from imagelinks import routes as image_routes
 from jobs import routes as job_routes
 from jobs import service as jobs
 from jobs.settings import get_job_settings
@@ -71,6 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.jobs = (await jobs.start(job_settings, triton=triton, pool=app.state.pools["inference"],
                                            inference_timeout=settings.inference_timeout)
                           if job_settings.enabled else None)
+        app.state.image_links = (ImageLinks(job_settings.data_dir, retention=job_settings.retention,
+                                            public_url=job_settings.public_url)
+                                 if settings.return_img_urls else None)
+        if app.state.image_links is not None:
+            app.state.image_links.start()
         drain.install(settings.drain_timeout)
         logger.info("worker %d: %d inference and %d non-inference slots and queues of %d, %s; Triton at %s",
                     os.getpid(), settings.max_concurrent_requests,
@@ -82,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             drain.uninstall()
             if app.state.jobs is not None:
                 await app.state.jobs.stop()
+            if app.state.image_links is not None:
+                await app.state.image_links.stop()
             await triton.close()
             await http.aclose()
             if board is not None:
@@ -114,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_guard = [Depends(require_api_key)] if settings.api_keys else []
     app.include_router(inference.router, dependencies=api_guard)
     app.include_router(job_routes.api, dependencies=api_guard)
+    app.include_router(image_routes.router, dependencies=api_guard)
     app.include_router(job_routes.links)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         default=("http://127.0.0.1:8118",), validation_alias=_env("HPS_VLM_URL"),
         description="VLM server base URL(s), comma-separated; readiness asks each for /health")
 
+    # Answers.
+    return_img_urls: bool = Field(
+        default=False, validation_alias=_env("HPS_RETURN_IMG_URLS"),
+        description="answer images as URLs the gateway serves (kept HPS_JOB_RETENTION), not Base64")
+
     # Protection.
     max_body_size: int = Field(
         default=72 * MIB, ge=1, validation_alias=_env("HPS_MAX_BODY_SIZE"),
