@@ -9,6 +9,7 @@ drain (SIGTERM) -> rate limit -> body size limit -> routes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -25,9 +26,10 @@ from gateway.admission import LocalPool, Pool
 from gateway.dependencies import require_api_key
 from gateway.middleware import BodyLimitMiddleware, ContextMiddleware
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware, make_storage
+from gateway.recycle import RecycleMiddleware, Recycler
 from gateway.settings import Settings, get_settings
 from gateway.shared_admission import Board, SharedPool
-from gateway.shutdown import Drain, DrainMiddleware
+from gateway.shutdown import EXEMPT, Drain, DrainMiddleware
 from gateway.triton import TritonClient
 from imagelinks import ImageLinks
 from imagelinks import routes as image_routes
@@ -49,6 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logs.setup(settings.log_level, settings.filter_health_access_log)
     shared = workers.shared_dir(settings)
     drain = Drain()
+    recycling = bool(settings.worker_max_requests or settings.worker_max_memory_mb)
+    recycler = Recycler(max_requests=settings.worker_max_requests,
+                        max_memory_mb=settings.worker_max_memory_mb, restart=drain.recycle)
 
     def pools(board: Board | None) -> dict[str, Pool]:
         """The two pools, their sizes totals for the whole gateway; on a shared board with several workers."""
@@ -79,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.state.image_links is not None:
             app.state.image_links.start()
         drain.install(settings.drain_timeout)
+        memory_watch = asyncio.create_task(recycler.watch_memory()) if recycling else None
         logger.info("worker %d: %d inference and %d non-inference slots and queues of %d, %s; Triton at %s",
                     os.getpid(), settings.max_concurrent_requests,
                     settings.max_concurrent_non_inference_requests, settings.max_queued_requests,
@@ -86,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if memory_watch is not None:
+                memory_watch.cancel()
             drain.uninstall()
             if app.state.jobs is not None:
                 await app.state.jobs.stop()
@@ -112,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               settings.api_keys, settings.trusted_proxies)
         app.add_middleware(RateLimitMiddleware, limiter=limiter)
     app.add_middleware(DrainMiddleware, drain=drain)
+    if recycling:
+        app.add_middleware(RecycleMiddleware, recycler=recycler, exempt=EXEMPT)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],

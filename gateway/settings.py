@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     loop: Literal["auto", "asyncio", "uvloop"] = Field(
         default="auto", validation_alias=_env("HPS_GATEWAY_LOOP"),
         description="uvicorn's event loop: auto takes uvloop when installed")
+    worker_max_requests: int = Field(
+        default=0, ge=0, validation_alias=_env("HPS_WORKER_MAX_REQUESTS"),
+        description="a worker restarts gracefully after this many requests (plus up to 10%); 0: never")
+    worker_max_memory_mb: int = Field(
+        default=0, ge=0, validation_alias=_env("HPS_WORKER_MAX_MEMORY_MB"),
+        description="a worker restarts gracefully past this RSS in MiB; 0: never")
     host: str = Field(default="127.0.0.1", validation_alias=_env("HPS_GATEWAY_HOST"))
     port: int = Field(default=8080, ge=1, le=65535, validation_alias=_env("HPS_GATEWAY_PORT"))
     log_level: str = Field(default="INFO", validation_alias=_env("HPS_LOG_LEVEL"))
