@@ -74,7 +74,7 @@ def compose_services() -> set[str]:
 
 
 def kubernetes_names() -> set[str]:
-    """Names of the Kubernetes objects of deploy/k8s (and the Secret they read): the docs may name them too."""
+    """Names of the Kubernetes objects of deploy/k8s (and the Secret they read): the docs may name them."""
     names = set()
     for path in (ROOT / "deploy" / "k8s").rglob("*.yaml"):
         names.update(re.findall(r"\b(?:name|secretName|claimName): (paddleocr-[a-z0-9-]+)", path.read_text()))

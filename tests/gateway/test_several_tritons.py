@@ -35,7 +35,8 @@ def test_with_every_triton_down_requests_are_503_and_the_gateway_is_not_ready(st
     gone = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     gateway = start_gateway(HPS_TRITON_URL=",".join(gone), HPS_VLM_URL=vlm.url, HPS_HEALTH_CHECK_TIMEOUT="1")
     response = httpx.post(f"{gateway.url}/layout-parsing", json=layout_body(new_id()), timeout=30)
-    assert response.status_code == 503 and response.json()["errorMsg"].startswith("Inference server unavailable")
+    assert response.status_code == 503
+    assert response.json()["errorMsg"].startswith("Inference server unavailable")
     ready = httpx.get(f"{gateway.url}/health/ready", timeout=10)
     assert ready.status_code == 503
     assert all(f"Triton server at {url}" in ready.json()["errorMsg"] for url in gone)
