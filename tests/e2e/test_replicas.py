@@ -72,7 +72,9 @@ async def parse_many(url: str, body: dict, count: int) -> list[httpx.Response]:
 
 
 def test_two_triton_pairs_share_the_work_and_one_left_still_serves(tmp_path: Path) -> None:
-    body = {"file": b64(sample_pdf(2)[0]), "fileType": 0, "visualize": False}
+    # Every block recognised (not read from the PDF's text layer): a page's blocks go out together, so each
+    # engine has several calls in flight at once, and the second goes to the other recogniser.
+    body = {"file": b64(sample_pdf(2)[0]), "fileType": 0, "visualize": False, "textSource": "vlm"}
     args = ["--service-time", "0.2", "--parallel", "4"]
     with triton_pairs(2, tmp_path / "logs", recogniser_args=args) as pairs:
         tritons = ",".join(p.triton_grpc for p in pairs)
