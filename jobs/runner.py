@@ -215,8 +215,13 @@ class JobRunner:
         store = partial(self._store_file, job.id)
         line = await asyncio.to_thread(page_line, result, page_number=index + 1, pages=len(positions),
                                        kind=info.kind, store=store)
-        await asyncio.to_thread(self.files.save_line, job.id, position, dumps(line))
-        await self.store.page_done(job.id, position)
+        await asyncio.shield(self._keep(job.id, position, dumps(line)))
+
+    async def _keep(self, job_id: str, position: int, line: bytes) -> None:
+        """Save a page's line and count it, both or neither: a cancel arriving between them (the caller is
+        shielded from it) would leave a line on disk that the job's progress never counted."""
+        await asyncio.to_thread(self.files.save_line, job_id, position, line)
+        await self.store.page_done(job_id, position)
         metrics.PAGES_DONE.inc()
 
     def _store_file(self, job_id: str, name: str, data: bytes) -> str:

@@ -3,8 +3,13 @@ page's answer turned into its JSONL line."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
 import pymupdf
 import pytest
@@ -12,9 +17,13 @@ from PIL import Image
 
 from devkit.documents import encode_image, multipage_tiff, render_page, sample_pdf
 from jobs.documents import IMAGE, PDF, inspect, page_file
+from jobs.files import JobFiles
 from jobs.links import LinkSigner
 from jobs.protocol import JobRequestError, check_submission
 from jobs.results import page_line
+from jobs.runner import JobRunner
+from jobs.settings import JobSettings
+from jobs.store import Job
 
 SERVED = "PaddleOCR-VL-1.6"
 
@@ -118,3 +127,43 @@ def test_a_pages_images_become_flat_unique_files_and_links() -> None:
     assert set(stored.values()) == {b"\xff\xd8jpeg"} and len(stored) == 3
     assert line["result"]["dataInfo"] == {"type": "pdf", "numPages": 9, "pageNumber": 7,
                                           "pages": [{"width": 100, "height": 200}]}
+
+
+async def test_a_saved_line_is_counted_even_when_the_cancel_comes_between(tmp_path: Path) -> None:
+    """A cancel that arrives while a page's line is being saved still lets the line be counted: the line on
+    disk and the job's progress never disagree."""
+    counted: list[int] = []
+    saving = threading.Event()
+
+    class Store:
+        async def page_done(self, job_id: str, index: int) -> int:
+            counted.append(index)
+            return len(counted)
+
+    class SlowFiles(JobFiles):
+        def save_line(self, job_id: str, index: int, line: bytes) -> None:
+            saving.set()
+            time.sleep(0.3)
+            super().save_line(job_id, index, line)
+
+    runner = JobRunner(store=Store(), files=SlowFiles(tmp_path), triton=None, pool=None,  # type: ignore[arg-type]
+                       settings=JobSettings(), inference_timeout=10)
+
+    async def ask(model: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        return {"layoutParsingResults": [{"prunedResult": {}, "markdown": {"text": "x"}}],
+                "dataInfo": {"width": 10, "height": 10}}
+
+    runner._ask = ask  # type: ignore[method-assign]
+    pdf = sample_pdf(1)[0]
+    job = Job(id="a" * 32, owner="anonymous", model=SERVED, options={})
+    page = asyncio.create_task(runner._page(job, pdf, inspect(pdf, 10), [0], 0, {}))
+    await asyncio.to_thread(saving.wait, 10)
+    page.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await page
+    for _ in range(100):
+        if counted:
+            break
+        await asyncio.sleep(0.05)
+    assert counted == [0]
+    assert (tmp_path / "jobs" / job.id / "lines" / "000000.json").exists()
