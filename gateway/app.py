@@ -32,6 +32,7 @@ from gateway.triton import TritonClient
 from jobs import routes as job_routes
 from jobs import service as jobs
 from jobs.settings import get_job_settings
+from webui import routes as webui
 
 logger = logging.getLogger("gateway.app")
 
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(job_routes.links)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    webui.install(app)   # the web page at / (static, no key: it asks the person for one)
     openapi.install(app, [LayoutParsingRequest, RestructurePagesRequest])
     return app
 

@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 from .conftest import REPO
 
 GATEWAY = REPO / "gateway"
-SHARED = ("contract", "safefetch", "jobs")   # the packages beside it that its Dockerfile copies
+SHARED = ("contract", "safefetch", "jobs", "webui")   # the packages beside it that its Dockerfile copies
 
 
 def requirements() -> list[str]:
