@@ -16,9 +16,11 @@ from tests.webui import browser
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A recogniser of 0.5 s a call, one at a time: a 40-page job runs long enough to be cancelled."""
+    """A recogniser of 0.5 s a call, one at a time: a 40-page job runs long enough to be cancelled. A job's
+    URL may be on this host (the tests serve documents on loopback)."""
+    env = job_env(tmp_path_factory.mktemp("webui-jobs"), HPS_JOB_ALLOW_PRIVATE_URLS="true")
     with running_stack(tmp_path_factory.mktemp("webui-stack"), workers=1, **synthetic(0.5, 1),
-                       gateway_env=job_env(tmp_path_factory.mktemp("webui-jobs"))) as running:
+                       gateway_env=env) as running:
         yield running
 
 

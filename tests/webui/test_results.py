@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
 from devkit.documents import TITLE, sample_pdf
@@ -44,6 +49,10 @@ def downloaded(folder: Path, name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def loaded(image: WebElement, _: WebDriver) -> bool:
+    return bool(image.get_property("complete") and image.get_property("naturalWidth"))
+
+
 def unsigned(text: str) -> str:
     return re.sub(r"\?expires=\d+&signature=[0-9a-f]+", "", text)
 
@@ -60,9 +69,9 @@ def test_a_three_page_pdf_reaches_3_of_3(page: WebDriver, stack: Stack, tmp_path
     assert text_of(page, "count") == "3 / 3 pages" and text_of(page, "state") == "Done."
     assert page.find_element("id", "job").get_attribute("data-state") == "done"
     assert [h.text for h in find(page, ".page h3")] == ["Page 1", "Page 2", "Page 3"]
-    assert wait(page, lambda d: d.execute_script(        # each page's image, loaded from its signed link
-        "const images = [...document.querySelectorAll('.page .canvas img')];"
-        "return images.length === 3 && images.every(i => i.complete && i.naturalWidth > 0);"))
+    for image in find(page, ".page .canvas img"):      # each page's image, loaded from its signed link
+        page.execute_script("arguments[0].scrollIntoView()", image)
+        assert wait(page, partial(loaded, image))
     assert all(find(page, f'.page[data-page="{n}"] .box') for n in (1, 2, 3))
     assert TITLE in find(page, ".page")[0].text
     reach = screenshots(page, "three-pages")
@@ -121,3 +130,32 @@ def test_a_formula_is_typeset(page: WebDriver, tmp_path: Path) -> None:
     assert block.find_elements("css selector", ".katex-html .mord")        # drawn for the eye too
     assert "$$" not in block.text
     screenshots(page, "formula")
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[str]:
+    """`tmp_path` over HTTP on loopback; answers its base URL."""
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_a_document_given_by_its_url(page: WebDriver, file_server: str, tmp_path: Path) -> None:
+    """Screenshot `by-url`: the URL field filled in instead of a file, pages 2 and 3 asked for (of 3), and
+    those two pages shown under "Done. 2 / 2 pages"."""
+    (tmp_path / "report.pdf").write_bytes(sample_pdf(3)[0])
+    page.find_element("id", "url").send_keys(f"{file_server}/report.pdf")
+    page.find_element("id", "opt-pages").send_keys("2-3")
+    page.find_element("id", "key").send_keys(KEY)
+    page.find_element("id", "start").click()
+    wait(page, lambda d: d.find_element("id", "job").get_attribute("data-ended"))
+
+    assert page.find_element("id", "job").get_attribute("data-state") == "done"
+    assert text_of(page, "count") == "2 / 2 pages"
+    assert [h.text for h in find(page, ".page h3")] == ["Page 2", "Page 3"]     # the document's own numbers
+    screenshots(page, "by-url")

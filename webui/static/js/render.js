@@ -71,6 +71,7 @@ function pageView(result, heading) {
     const image = element("img");
     image.src = result.inputImage;
     image.alt = "";
+    image.loading = "lazy";   // a long document's pages load as they are scrolled to
     canvas.append(image);
   } else {
     canvas.append(label(element("p", "no-image"), "pageNoImage"));
