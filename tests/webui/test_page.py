@@ -105,6 +105,12 @@ def test_the_page_follows_the_browser_language_and_switches(open_gateway: Gatewa
         assert text_of(driver, "model") == "模型：PaddleOCR-VL-1.6"
         screenshots(driver, "chinese")
 
+        keys = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            import("./ui/assets/js/i18n.js").then(({ STRINGS }) => done(Object.fromEntries(
+              Object.entries(STRINGS).map(([language, words]) => [language, Object.keys(words).sort()]))));""")
+        assert len(keys["en"]) > 40 and keys["zh"] == keys["en"]     # every text in both languages
+
         unlabelled = driver.execute_script("""
             return [...document.querySelectorAll('input, select, button')]
               .filter(c => !(c.labels?.length || c.getAttribute('aria-label') || c.textContent.trim()))

@@ -2,7 +2,7 @@
 // variables with data-i18n-vars='{"n": 3}'); translate() fills every such element, so a text set once is
 // right again after the language switches.
 
-const STRINGS = {
+export const STRINGS = {
   en: {
     title: "PaddleOCR-VL document parsing",
     heading: "Document parsing",
