@@ -108,7 +108,8 @@ def test_the_page_follows_the_browser_language_and_switches(open_gateway: Gatewa
         keys = driver.execute_async_script("""
             const done = arguments[arguments.length - 1];
             import("./ui/assets/js/i18n.js").then(({ STRINGS }) => done(Object.fromEntries(
-              Object.entries(STRINGS).map(([language, words]) => [language, Object.keys(words).sort()]))));""")
+              Object.entries(STRINGS).map(([language, words]) => [language, Object.keys(words).sort()])
+            )));""")
         assert len(keys["en"]) > 40 and keys["zh"] == keys["en"]     # every text in both languages
 
         unlabelled = driver.execute_script("""

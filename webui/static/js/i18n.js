@@ -136,6 +136,13 @@ export function label(element, key, vars = {}) {
   return element;
 }
 
+/** Empty `element`, and forget its text key. */
+export function clear(element) {
+  delete element.dataset.i18n;
+  delete element.dataset.i18nVars;
+  element.textContent = "";
+}
+
 export function setLanguage(language, root = document) {
   current = LANGUAGES.includes(language) ? language : "en";
   localStorage.setItem("language", current);

@@ -4,7 +4,7 @@
 
 import * as api from "./api.js";
 import * as downloads from "./downloads.js";
-import { initialLanguage, label, setLanguage } from "./i18n.js";
+import { clear, initialLanguage, label, setLanguage } from "./i18n.js";
 import { pageItem } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
@@ -24,7 +24,7 @@ class Notice extends Error {
 function showMessage(key, vars = {}, logId = null) {
   label($("message-text"), key, vars);
   if (logId) label($("message-log"), "logId", { logId });
-  else $("message-log").textContent = "";
+  else clear($("message-log"));
   $("message").hidden = false;
 }
 
@@ -119,7 +119,7 @@ function resetResults() {
   $("pages").replaceChildren();
   $("job").hidden = true;
   delete $("job").dataset.ended;
-  $("count").textContent = "";
+  clear($("count"));
   for (const button of $("job").querySelectorAll(".download")) button.disabled = true;
 }
 
@@ -175,7 +175,7 @@ function wireForm() {
   const file = $("file");
   const showName = () => {
     if (file.files[0]) label($("file-name"), "fileChosen", { name: file.files[0].name });
-    else $("file-name").textContent = "";
+    else clear($("file-name"));
   };
   file.addEventListener("change", showName);
   const drop = $("drop");
