@@ -152,6 +152,22 @@ def report_page(*, english_font: str = "helv", strip_cjk_unicode: bool = False) 
     return ReportPage(data, parts)
 
 
+def picture_pdf(pages: int = 1) -> bytes:
+    """Pages with a title, a picture (a gradient with a red square) and its caption: the layout model finds an
+    `image` block, so the answer's Markdown has an image."""
+    y, x = np.mgrid[0:300, 0:400]
+    picture = np.stack([x * 255 // 400, y * 255 // 300, (x + y) * 255 // 700], -1).astype(np.uint8)
+    picture[100:200, 150:250] = [200, 30, 30]
+    doc = pymupdf.open()
+    for number in range(1, pages + 1):
+        page = doc.new_page(width=595, height=842)
+        page.insert_text((60, 80), f"A page with a picture ({number})", fontsize=18, fontname="hebo")
+        top = 130 + 20 * number   # each page's picture elsewhere: its image has a name of its own
+        page.insert_image(pymupdf.Rect(100, top, 500, top + 300), stream=encode_image(picture, "PNG"))
+        page.insert_text((60, 500), "Figure 1: a gradient with a red square.", fontsize=11, fontname="helv")
+    return save_pdf(doc)
+
+
 def render_page(pdf: bytes, index: int = 0, dpi: int = 144) -> np.ndarray:
     """One page of a PDF as an RGB array (pymupdf, for making image inputs)."""
     with pymupdf.open(stream=pdf, filetype="pdf") as doc:

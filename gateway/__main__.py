@@ -8,6 +8,7 @@ builds the app with `gateway.app:create_app`. Uvicorn's own proxy-header handlin
 
 from __future__ import annotations
 
+import math
 import sys
 
 import uvicorn
@@ -32,9 +33,10 @@ def main() -> int:
             "gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
             workers=settings.workers, loop=settings.loop, http=NoDelayHTTPProtocol, log_config=None,
             proxy_headers=False, server_header=False,
-            # The app drains in-flight requests itself on SIGTERM (HPS_DRAIN_TIMEOUT) before uvicorn stops,
-            # so uvicorn's own wait is only for connections to close.
-            timeout_graceful_shutdown=2)
+            # On SIGTERM the app drains in-flight requests itself (HPS_DRAIN_TIMEOUT) before uvicorn stops, so
+            # uvicorn's own wait is then only for connections to close; a worker that recycles itself skips
+            # the drain, and its requests in flight finish within this wait.
+            timeout_graceful_shutdown=math.ceil(settings.drain_timeout) + 2)
     finally:
         workers.remove(shared)
     return 0

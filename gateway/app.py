@@ -9,6 +9,7 @@ drain (SIGTERM) -> rate limit -> body size limit -> routes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -25,10 +26,13 @@ from gateway.admission import LocalPool, Pool
 from gateway.dependencies import require_api_key
 from gateway.middleware import BodyLimitMiddleware, ContextMiddleware
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware, make_storage
+from gateway.recycle import RecycleMiddleware, Recycler
 from gateway.settings import Settings, get_settings
 from gateway.shared_admission import Board, SharedPool
-from gateway.shutdown import Drain, DrainMiddleware
+from gateway.shutdown import EXEMPT, Drain, DrainMiddleware
 from gateway.triton import TritonClient
+from imagelinks import ImageLinks
+from imagelinks import routes as image_routes
 from jobs import routes as job_routes
 from jobs import service as jobs
 from jobs.settings import get_job_settings
@@ -48,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logs.setup(settings.log_level, settings.filter_health_access_log)
     shared = workers.shared_dir(settings)
     drain = Drain()
+    recycling = bool(settings.worker_max_requests or settings.worker_max_memory_mb)
+    recycler = Recycler(max_requests=settings.worker_max_requests,
+                        max_memory_mb=settings.worker_max_memory_mb, restart=drain.recycle)
 
     def pools(board: Board | None) -> dict[str, Pool]:
         """The two pools, their sizes totals for the whole gateway; on a shared board with several workers."""
@@ -72,7 +79,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.jobs = (await jobs.start(job_settings, triton=triton, pool=app.state.pools["inference"],
                                            inference_timeout=settings.inference_timeout)
                           if job_settings.enabled else None)
+        app.state.image_links = (ImageLinks(job_settings.data_dir, retention=job_settings.retention,
+                                            public_url=job_settings.public_url)
+                                 if settings.return_img_urls else None)
+        if app.state.image_links is not None:
+            app.state.image_links.start()
         drain.install(settings.drain_timeout)
+        memory_watch = asyncio.create_task(recycler.watch_memory()) if recycling else None
         logger.info("worker %d: %d inference and %d non-inference slots and queues of %d, %s; Triton at %s",
                     os.getpid(), settings.max_concurrent_requests,
                     settings.max_concurrent_non_inference_requests, settings.max_queued_requests,
@@ -80,9 +93,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if memory_watch is not None:
+                memory_watch.cancel()
             drain.uninstall()
             if app.state.jobs is not None:
                 await app.state.jobs.stop()
+            if app.state.image_links is not None:
+                await app.state.image_links.stop()
             await triton.close()
             await http.aclose()
             if board is not None:
@@ -102,8 +119,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage = make_storage(settings.rate_limit_storage, str(shared) if shared else None)
         limiter = RateLimiter(settings.rate_limit, storage,
                               settings.api_keys, settings.trusted_proxies)
-        app.add_middleware(RateLimitMiddleware, limiter=limiter)
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, unlimited=webui.is_page)
     app.add_middleware(DrainMiddleware, drain=drain)
+    if recycling:
+        app.add_middleware(RecycleMiddleware, recycler=recycler, exempt=EXEMPT)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
@@ -115,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_guard = [Depends(require_api_key)] if settings.api_keys else []
     app.include_router(inference.router, dependencies=api_guard)
     app.include_router(job_routes.api, dependencies=api_guard)
+    app.include_router(image_routes.router, dependencies=api_guard)
     app.include_router(job_routes.links)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -3,7 +3,7 @@
 The whole request is bounded by `HPS_INFERENCE_TIMEOUT`, counted from its arrival. The slot and the Triton
 call run in a task that is cancelled when the client disconnects, which frees the slot and cancels the gRPC
 call (the model sees `request.is_cancelled()`). The model's envelope is returned byte for byte, with its
-`errorCode` as the HTTP status.
+`errorCode` as the HTTP status; with `HPS_RETURN_IMG_URLS`, its images are stored and linked first.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from gateway.openapi import error_responses, success_headers
 from gateway.openapi import json_body as body_doc
 from gateway.settings import Settings
 from gateway.triton import TritonClient
+from imagelinks import ImageLinks
 
 T = TypeVar("T")
 
@@ -69,11 +70,16 @@ async def forward(request: Request, model: str, pool: Pool, body: ForwardedBody,
     ctx = context.current() or context.RequestContext()
     deadline = ctx.started + settings.inference_timeout
 
+    links: ImageLinks | None = getattr(request.app.state, "image_links", None)
+
     async def work() -> Response:
         async with pool.slot(deadline):
             output = await triton.infer(model, body.payload, log_id=body.log_id,
                                         seconds=deadline - time.monotonic())
-        return Response(output.body, status_code=output.status, media_type="application/json")
+        answer = output.body
+        if links is not None and output.status == 200:
+            answer = await links.link(answer, str(request.base_url))
+        return Response(answer, status_code=output.status, media_type="application/json")
 
     return await until_disconnected(request, work())
 

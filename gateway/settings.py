@@ -11,10 +11,11 @@ import ipaddress
 import logging
 import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from limits import parse_many
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contract.urls import vlm_base_urls
@@ -59,6 +60,12 @@ class Settings(BaseSettings):
     loop: Literal["auto", "asyncio", "uvloop"] = Field(
         default="auto", validation_alias=_env("HPS_GATEWAY_LOOP"),
         description="uvicorn's event loop: auto takes uvloop when installed")
+    worker_max_requests: int = Field(
+        default=0, ge=0, validation_alias=_env("HPS_WORKER_MAX_REQUESTS"),
+        description="a worker restarts gracefully after this many requests (plus up to 10%); 0: never")
+    worker_max_memory_mb: int = Field(
+        default=0, ge=0, validation_alias=_env("HPS_WORKER_MAX_MEMORY_MB"),
+        description="a worker restarts gracefully past this RSS in MiB; 0: never")
     host: str = Field(default="127.0.0.1", validation_alias=_env("HPS_GATEWAY_HOST"))
     port: int = Field(default=8080, ge=1, le=65535, validation_alias=_env("HPS_GATEWAY_PORT"))
     log_level: str = Field(default="INFO", validation_alias=_env("HPS_LOG_LEVEL"))
@@ -69,10 +76,17 @@ class Settings(BaseSettings):
                          description="directory the workers share; `python -m gateway` sets it")
 
     # Tiers behind the gateway.
-    triton_url: str = Field(default="127.0.0.1:8001", validation_alias=_env("HPS_TRITON_URL"))
+    triton_url: str = Field(
+        default="127.0.0.1:8001", validation_alias=_env("HPS_TRITON_URL"),
+        description="Triton gRPC address(es) host:port, comma-separated; the gateway balances them")
     vlm_urls: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("http://127.0.0.1:8118",), validation_alias=_env("HPS_VLM_URL"),
         description="VLM server base URL(s), comma-separated; readiness asks each for /health")
+
+    # Answers.
+    return_img_urls: bool = Field(
+        default=False, validation_alias=_env("HPS_RETURN_IMG_URLS"),
+        description="answer images as URLs the gateway serves (kept HPS_JOB_RETENTION), not Base64")
 
     # Protection.
     max_body_size: int = Field(
@@ -86,6 +100,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), validation_alias=_env("HPS_API_KEYS"), repr=False,
         description="comma-separated; empty: off")
+    api_keys_file: str = Field(
+        default="", validation_alias=_env("HPS_API_KEYS_FILE"),
+        description="a file of API keys (one a line or comma-separated, `#` comments), e.g. a mounted "
+                    "Secret; added to HPS_API_KEYS")
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = Field(
         default=(), validation_alias=_env("HPS_TRUSTED_PROXIES"),
         description="addresses/networks whose X-Forwarded-For is believed, comma-separated")
@@ -109,12 +127,45 @@ class Settings(BaseSettings):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
 
+    @field_validator("triton_url")
+    @classmethod
+    def _triton_urls(cls, value: str) -> str:
+        urls = [part.strip() for part in value.split(",") if part.strip()]
+        if not urls:
+            raise ValueError("expected host:port, or several comma-separated")
+        for url in urls:
+            host, _, port = url.rpartition(":")
+            if not host or not port.isdigit() or "/" in url:
+                raise ValueError(f"{url!r} is not host:port")
+        return ",".join(urls)
+
+    @property
+    def triton_urls(self) -> tuple[str, ...]:
+        return tuple(self.triton_url.split(","))
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _read_key_file(self) -> Settings:
+        """Keys from HPS_API_KEYS_FILE join HPS_API_KEYS. A file that cannot be read or holds no key stops the
+        start: a Secret mounted empty must not turn authentication off."""
+        if not self.api_keys_file:
+            return self
+        try:
+            text = Path(self.api_keys_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"HPS_API_KEYS_FILE={self.api_keys_file!r} cannot be read: {exc}") from None
+        keys = {key.strip() for line in text.splitlines() for key in line.split("#", 1)[0].split(",")}
+        keys.discard("")
+        if not keys:
+            raise ValueError(f"HPS_API_KEYS_FILE={self.api_keys_file!r} holds no key")
+        object.__setattr__(self, "api_keys", self.api_keys | keys)  # the model is frozen once built
+        return self
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -163,7 +214,10 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
-            name = _env_name(str(err["loc"][0])) if err["loc"] else "settings"
+            if not err["loc"]:   # a check of several fields names its variables itself
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            name = _env_name(str(err["loc"][0]))
             value = err.get("input")
             shown = f"={value!r}" if isinstance(value, str | int | float) else ""
             problems.append(f"{name}{shown}: {err['msg']}")

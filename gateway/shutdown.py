@@ -71,6 +71,18 @@ class Drain:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
 
+    async def recycle(self, settle: float = 1.0) -> None:
+        """Shut this worker down through uvicorn's own handler, without the drain, while the other workers
+        serve (`gateway.recycle`). First it stops listening (uvicorn's servers, reached through its handler),
+        and lets the connections it has just accepted send their requests; then uvicorn closes the idle
+        ones and lets the requests in flight finish."""
+        if self.draining:
+            return
+        for listener in getattr(getattr(self._previous, "__self__", None), "servers", []):
+            listener.close()   # the listening socket only: connections stay open
+        await asyncio.sleep(settle)
+        self._hand_over(signal.SIGTERM, None)
+
     async def _drain(self, signum: int, seconds: float) -> None:
         logger.info("SIGTERM: draining %d in-flight request(s), at most %g s", self.in_flight, seconds)
         try:

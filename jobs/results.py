@@ -11,19 +11,12 @@ line is (`pageNumber`, counted from 1) and how many pages the job has (`numPages
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from typing import Any
 
+from contract.images import decode_image as _image
+
 Store = Callable[[str, bytes], str]   # (file name, JPEG bytes) -> the link to the stored file
-
-
-def _image(data: str) -> bytes:
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("the engine answered an image that is not Base64") from None
 
 
 def page_line(result: dict[str, Any], *, page_number: int, pages: int, kind: str,

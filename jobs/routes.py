@@ -85,10 +85,16 @@ def status_data(job: Job, service: JobService, request: Request) -> dict[str, An
                             "startTime": iso(job.start_time), "endTime": iso(job.end_time)}}
     if job.state in (RUNNING, DONE):
         path = f"{RESULTS_PATH}/{job.id}/result.jsonl"
-        data["resultUrl"] = {"jsonUrl": service.signer.link(base_url(service, request), path, job.expires_at)}
+        data["resultUrl"] = {"jsonUrl": service.signer.link(base_url(service, request), path,
+                                                            link_expiry(job, service))}
     if job.error_msg:
         data["errorMsg"] = job.error_msg
     return data
+
+
+def link_expiry(job: Job, service: JobService) -> float:
+    """A finished job's links expire with it; a running job's a retention from now (it may run longer)."""
+    return job.expires_at if job.finished else time.time() + service.settings.retention
 
 
 async def own_job(service: JobService, job_id: str, owner: str) -> Job:
@@ -248,7 +254,7 @@ async def result_lines(job_id: str, request: Request, service: Jobs) -> Streamin
     job = await service.store.get(job_id)
     if job is None:
         raise refused(f"job {job_id} not found (expired?)", 404)
-    base, expires_at = base_url(service, request), job.expires_at
+    base, expires_at = base_url(service, request), link_expiry(job, service)
 
     def linked(line: bytes) -> bytes:
         def link(match: re.Match[bytes]) -> bytes:

@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -28,7 +28,7 @@ from contract.envelope import dumps
 from contract.names import LAYOUT_PARSING, RESTRUCTURE_PAGES
 from contract.page_ranges import PageRangeError, select_pages
 from gateway.admission import Pool
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, Overloaded
 from gateway.triton import TritonClient
 from jobs import metrics
 from jobs.documents import DocumentInfo, inspect, page_file
@@ -42,6 +42,7 @@ from safefetch import FetchError, FetchLimits, fetch_url
 log = logging.getLogger("jobs.runner")
 
 FILE_MARK = "jobfile:"        # a stored file in a line, made a signed link when the line is served
+SLOT_RETRY = 2.0              # the longest a job steps back when the pool's queue is full
 SWEEP_EVERY = 30.0            # seconds between looks for expired jobs (more often with a short retention)
 RESTRUCTURE_OPTIONS = ("mergeTables", "relevelTitles", "prettifyMarkdown", "showFormulaNumber",
                        "returnMarkdownImages")
@@ -190,9 +191,19 @@ class JobRunner:
         await asyncio.to_thread(self.files.save_input, job.id, data)
         return data
 
-    def _slot(self) -> Any:
-        """One slot of the inference pool for the whole job, waited for as long as it takes."""
-        return self.pool.slot(time.monotonic() + 10 * 365 * 86_400)
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One slot of the inference pool for the whole job, waited for as long as it takes: a full queue
+        or a long wait that a client would get as a 503 is no failure for an accepted job, which steps back
+        for the Retry-After the pool names (at most `SLOT_RETRY`) and asks again."""
+        async with contextlib.AsyncExitStack() as held:
+            while True:
+                try:
+                    await held.enter_async_context(self.pool.slot(time.monotonic() + 10 * 365 * 86_400))
+                    break
+                except Overloaded as exc:
+                    await asyncio.sleep(min(float(exc.headers.get("Retry-After", 1)), SLOT_RETRY))
+            yield
 
     async def _page(self, job: Job, data: bytes, info: DocumentInfo, positions: list[int], position: int,
                     options: dict[str, Any]) -> None:

@@ -31,6 +31,11 @@ HEADERS = {"Content-Security-Policy": POLICY, "X-Content-Type-Options": "nosniff
 router = APIRouter(include_in_schema=False)
 
 
+def is_page(path: str) -> bool:
+    """The page's own paths: static and cheap, and a load takes ~17 of them, so no rate limit counts them."""
+    return path in ("/", "/ui/config") or path.startswith(f"{ASSETS}/")
+
+
 @router.get("/")
 def page() -> HTMLResponse:
     return HTMLResponse((HERE / "index.html").read_text(encoding="utf-8"), headers=HEADERS)

@@ -42,7 +42,7 @@ class Job:
     total_pages: int = 0              # known once a runner has the file
     extracted_pages: int = 0
     error_msg: str | None = None
-    expires_at: float = 0.0           # when its results (and then the job) are deleted
+    expires_at: float = 0.0           # when its results (and then the job) are deleted, once it has ended
     cancel_requested: bool = False
     runner: str | None = None         # who holds the lease, until `lease_until`
     lease_until: float = 0.0
@@ -122,7 +122,9 @@ class JobStore(abc.ABC):
         """Fail an unfinished job with `cancelled` and ask its runner to stop; the job as it is now."""
 
     @abc.abstractmethod
-    async def expired(self, now: float) -> list[str]: ...
+    async def expired(self, now: float) -> list[str]:
+        """The finished jobs whose retention has passed (an unfinished job never expires: its clock starts
+        when it ends)."""
 
     @abc.abstractmethod
     async def delete(self, job_id: str) -> None: ...

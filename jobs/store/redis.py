@@ -32,7 +32,6 @@ if redis.call('SCARD', owner_set) >= quota then return {'QUOTA'} end
 for i = 6, #ARGV, 2 do redis.call('HSET', job, ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', pending, created, id)
 redis.call('SADD', owner_set, id)
-redis.call('ZADD', expiry, expires, id)
 if idem ~= '' then redis.call('SET', idem, id) end
 if batch ~= '' then redis.call('ZADD', batch, created, id) end
 return {'OK', id}

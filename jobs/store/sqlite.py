@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from jobs.protocol import CANCELLED, FAILED, PENDING, RUNNING, STATES
+from jobs.protocol import CANCELLED, DONE, FAILED, PENDING, RUNNING, STATES
 from jobs.store.base import Job, JobStore, Limits, QueueFull, QuotaExceeded
 
 T = TypeVar("T")
@@ -177,7 +177,8 @@ class SQLiteStore(JobStore):
 
     async def expired(self, now: float) -> list[str]:
         def work() -> list[str]:
-            return [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE expires_at <= ?", (now,))]
+            query = "SELECT id FROM jobs WHERE expires_at <= ? AND state IN (?, ?)"
+            return [r[0] for r in self._db.execute(query, (now, DONE, FAILED))]
         return await self._run(work)
 
     async def delete(self, job_id: str) -> None:

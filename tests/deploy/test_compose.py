@@ -208,7 +208,7 @@ class Container:
         self.served = tmp / "served"
         self.bin = tmp / "bin"
         self.bin.mkdir()
-        for tool in ("find", "cat", "mkdir"):
+        for tool in ("find", "cat", "mkdir", "rm"):
             (self.bin / tool).symlink_to(shutil.which(tool) or tool)
         self.log = tmp / "calls.log"
         self.stub("python", f"""
@@ -322,6 +322,27 @@ def test_cpu_profile_needs_no_weights_and_serves_the_cpu_config(container: Conta
     assert call.startswith("tritonserver layout= unwarping= ")
     assert "--pinned-memory-pool-byte-size=0" in call and "--allow-gpu-metrics=false" in call
     assert "kind: KIND_CPU" in container.served_config("layout-parsing")
+
+
+def test_shared_memory_left_by_a_dead_server_is_removed_and_a_live_one_kept(container: Container):
+    """Regions are named paddleocr_vl_<pid>_<start time>_: the entrypoint removes those whose server is gone
+    (here a PID that no longer runs) and keeps those of a running one (this test's own process)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    alive_start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    dead = Path(f"/dev/shm/paddleocr_vl_{gone.pid}_1_test_region")
+    live = Path(f"/dev/shm/paddleocr_vl_{os.getpid()}_{alive_start}_test_region")
+    try:
+        dead.write_bytes(b"x")
+        live.write_bytes(b"x")
+        result = container.run(HPS_PROFILE="cpu")
+        assert result.returncode == 0, result.stderr
+        assert not dead.exists()
+        assert live.exists()
+        assert "--backend-config=python,shm-region-prefix-name=paddleocr_vl_" in container.calls()[-1]
+    finally:
+        dead.unlink(missing_ok=True)
+        live.unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize(("env", "message"), [

@@ -234,13 +234,20 @@ def test_readiness_asks_triton_and_every_vlm_server(gateway: Gateway, vlm: StubV
     assert response.status_code == 200 and response.json()["errorMsg"] == "Ready"
     second_vlm.status = 503
     try:
-        time.sleep(1.1)
+        time.sleep(1.1)   # one VLM server of two down: the engine skips it, so the gateway still serves
+        response = httpx.get(f"{gateway.url}/health/ready")
+        assert response.status_code == 200
+        message = response.json()["errorMsg"]
+        assert message.startswith("Ready, degraded: ") and second_vlm.url in message
+        assert vlm.url not in message
+        vlm.status = 503
+        time.sleep(1.1)   # both down: not ready
         response = httpx.get(f"{gateway.url}/health/ready")
         assert response.status_code == 503
         message = response.json()["errorMsg"]
-        assert second_vlm.url in message and vlm.url not in message
+        assert message.startswith("Not ready: ") and second_vlm.url in message and vlm.url in message
     finally:
-        second_vlm.status = 200
+        vlm.status = second_vlm.status = 200
 
 
 async def test_a_crowd_of_probes_costs_one_check(gateway: Gateway, vlm: StubVLM) -> None:

@@ -56,6 +56,32 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.cors_origins == ("https://x.example",)
 
 
+def test_api_keys_come_from_a_mounted_file_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    keys = tmp_path / "api-keys"
+    keys.write_text("# one a line, or several on a line\nk2\n\nk3, k4  # the ops team\n")
+    s = settings(monkeypatch, HPS_API_KEYS="k1", HPS_API_KEYS_FILE=str(keys))
+    assert s.api_keys == {"k1", "k2", "k3", "k4"} and "k2" not in repr(s)
+
+
+@pytest.mark.parametrize("content", [None, "", "# only a comment\n , \n"])
+def test_a_key_file_that_is_missing_or_empty_stops_start_up(tmp_path: Any, content: str | None) -> None:
+    """A Secret mounted empty, or not at all, must not turn authentication off."""
+    keys = tmp_path / "api-keys"
+    if content is not None:
+        keys.write_text(content)
+    done = run_gateway(tmp_path, HPS_API_KEYS_FILE=str(keys))
+    assert done.returncode == 3
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"gateway: invalid setting HPS_API_KEYS_FILE='{keys}'")
+    assert ("holds no key" if content is not None else "cannot be read") in lines[0]
+
+
+def test_several_triton_addresses_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings(monkeypatch, HPS_TRITON_URL=" triton-0.triton:8001, triton-1.triton:8001 ,")
+    assert s.triton_urls == ("triton-0.triton:8001", "triton-1.triton:8001")
+
+
 def run_gateway(tmp_path: Any, timeout: float = 20, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HPS_", "UVICORN_", "GPU_"))}
     return subprocess.run([sys.executable, "-m", "gateway"], cwd=tmp_path, capture_output=True, text=True,
@@ -67,6 +93,7 @@ def run_gateway(tmp_path: Any, timeout: float = 20, **env: str) -> subprocess.Co
     ({"HPS_RATE_LIMIT": "lots"}, "HPS_RATE_LIMIT='lots'"),
     ({"HPS_INFERENCE_TIMEOUT": "-1"}, "HPS_INFERENCE_TIMEOUT='-1'"),
     ({"HPS_GATEWAY_LOOP": "trio"}, "HPS_GATEWAY_LOOP='trio'"),
+    ({"HPS_TRITON_URL": "triton:8001,http://triton"}, "HPS_TRITON_URL='triton:8001,http://triton'"),
 ])
 def test_a_bad_value_stops_start_up_with_one_line(tmp_path: Any, env: dict[str, str], named: str) -> None:
     done = run_gateway(tmp_path, **env)

@@ -4,9 +4,11 @@ results that expire with their files."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +200,22 @@ def test_results_expire_with_their_files(tmp_path: Path) -> None:
         assert eventually(gone, 30)
         assert httpx.get(link, timeout=30).status_code in (403, 404)
         assert not (data / "jobs" / job).exists()
+
+
+def test_a_job_that_finds_the_queue_full_waits_for_its_slot(tmp_path: Path) -> None:
+    """One slot and no queue: a client would get a 503, but an accepted job steps back and runs later."""
+    env = job_env(tmp_path / "data", HPS_MAX_CONCURRENT_REQUESTS="1", HPS_MAX_QUEUED_REQUESTS="0")
+    with running_stack(tmp_path / "logs", workers=1, **synthetic(1.0, 1), gateway_env=env) as busy, \
+            ThreadPoolExecutor(1) as pool:
+        body = {"file": base64.b64encode(sample_pdf(3)[0]).decode(), "fileType": 0, "visualize": False}
+        held = pool.submit(httpx.post, f"{busy.url}/layout-parsing", json=body, headers=AUTH, timeout=120)
+
+        def holding() -> bool:
+            text = httpx.get(f"{busy.url}/metrics", timeout=10).text
+            return 'gateway_requests_in_flight{pool="inference"} 1.0' in text
+
+        assert eventually(holding, 30)
+        job = job_id(submit(busy, sample_pdf(1)[0]))
+        assert eventually(lambda: status(busy, job)["state"] != "pending", 120)
+        assert held.result().status_code == 200
+        assert eventually(lambda: status(busy, job)["state"] == "done", 60), status(busy, job)

@@ -5,20 +5,15 @@ the other, and a replica killed mid-job loses nothing)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from devkit.documents import sample_pdf
-from devkit.stack import ROOT, Stack, eventually, running_stack
-from localstack.triton import free_port
+from devkit.replicas import gateway_replica
+from devkit.stack import eventually, running_stack
 from tests.jobs.conftest import KEY, job_env, synthetic
 
 pytestmark = pytest.mark.slow
@@ -68,38 +63,11 @@ def test_a_gateway_killed_mid_job_finishes_it_after_its_restart_without_redoing_
             assert runs >= 1, (page, runs)
 
 
-@contextmanager
-def replica(stack: Stack, env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A second gateway (`python -m gateway`) in front of the same Triton and recogniser."""
-    port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HPS_", "UVICORN_", "PROMETHEUS_"))}
-    clean |= {"HPS_GATEWAY_HOST": "127.0.0.1", "HPS_GATEWAY_PORT": str(port), "UVICORN_WORKERS": "1",
-              "HPS_TRITON_URL": stack.triton_grpc, "HPS_VLM_URL": stack.vlm_url, "PYTHONPATH": str(ROOT),
-              **env}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env=clean, stdout=out,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def up() -> bool:
-            try:
-                return httpx.get(f"{url}/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert eventually(up, 60), log.read_text()
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
 def test_two_replicas_on_one_redis_serve_the_same_jobs(tmp_path: Path, redis_url: str) -> None:
     env = job_env(tmp_path / "shared", HPS_JOB_STORE=redis_url, HPS_JOB_PAGE_WINDOW="2")
     with running_stack(tmp_path / "logs", workers=1, **synthetic(0.3, 4),
                        engine_env={"HPS_VLM_MAX_CONCURRENCY": "4"}, gateway_env=env) as stack, \
-            replica(stack, env, tmp_path / "replica-b.log") as (other, process_b):
+            gateway_replica(stack.triton_grpc, stack.vlm_url, env, tmp_path / "b.log") as (other, process_b):
         one = submit(stack.url, 3)                                 # submitted on A ...
         assert eventually(lambda: status(other, one)["state"] == "done", 120)   # ... watched on B
         link = status(other, one)["resultUrl"]["jsonUrl"]          # a link B signed ...

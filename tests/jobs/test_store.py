@@ -99,16 +99,19 @@ async def test_a_cancelled_job_fails_and_tells_its_runner(store: JobStore) -> No
     assert again is not None and again.end_time == 11.0                  # cancelling twice changes nothing
 
 
-async def test_expired_jobs_are_found_and_deleted_with_their_pages(store: JobStore) -> None:
-    keep, drop = job(created=0.0, batch_id="b"), job(created=0.0, batch_id="b", idempotency="k:1")
-    keep.expires_at, drop.expires_at = 500.0, 50.0
-    for submitted in (keep, drop):
+async def test_ended_jobs_expire_with_their_pages_and_unfinished_ones_never(store: JobStore) -> None:
+    waiting, keep, drop = (job(created=0.0, batch_id="b"), job(created=0.1, batch_id="b"),
+                           job(created=0.2, batch_id="b", idempotency="k:1"))
+    waiting.expires_at = 10.0   # its retention counts from its end: a queue longer than it loses nothing
+    for submitted in (waiting, keep, drop):
         await store.create(submitted, ROOMY)
     await store.page_done(drop.id, 0)
+    await store.cancel(keep.id, now=1.0, expires_at=500.0)
+    await store.cancel(drop.id, now=1.0, expires_at=50.0)
     assert await store.expired(now=60.0) == [drop.id]
     await store.delete(drop.id)
     assert await store.get(drop.id) is None and await store.pages_done(drop.id) == set()
-    assert [j.id for j in await store.batch("alice", "b")] == [keep.id]
+    assert [j.id for j in await store.batch("alice", "b")] == [waiting.id, keep.id]
     assert (await store.create(job(idempotency="k:1"), ROOMY)).id != drop.id   # the key is free again
 
 
