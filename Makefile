@@ -30,7 +30,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 
 typecheck: $(VENV)/.dev-installed
-	$(BIN)/mypy contract safefetch gateway jobs imagelinks docengine devkit localstack
+	$(BIN)/mypy contract safefetch gateway jobs imagelinks docengine devkit localstack webui
 
 test: lint typecheck
 	$(BIN)/python -m pytest

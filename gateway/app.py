@@ -36,6 +36,7 @@ from imagelinks import routes as image_routes
 from jobs import routes as job_routes
 from jobs import service as jobs
 from jobs.settings import get_job_settings
+from webui import routes as webui
 
 logger = logging.getLogger("gateway.app")
 
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage = make_storage(settings.rate_limit_storage, str(shared) if shared else None)
         limiter = RateLimiter(settings.rate_limit, storage,
                               settings.api_keys, settings.trusted_proxies)
-        app.add_middleware(RateLimitMiddleware, limiter=limiter)
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, unlimited=webui.is_page)
     app.add_middleware(DrainMiddleware, drain=drain)
     if recycling:
         app.add_middleware(RecycleMiddleware, recycler=recycler, exempt=EXEMPT)
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(job_routes.links)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    webui.install(app)   # the web page at / (static, no key: it asks the person for one)
     openapi.install(app, [LayoutParsingRequest, RestructurePagesRequest])
     return app
 

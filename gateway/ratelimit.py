@@ -3,7 +3,7 @@
 The client is its API key when keys are configured and it presents a valid one, else its IP address;
 X-Forwarded-For is believed only from `HPS_TRUSTED_PROXIES` (the rightmost address that is not a trusted
 proxy is the client). Over the limit: 429 with Retry-After; every limited answer carries RateLimit-Limit,
--Remaining and -Reset for the tightest limit. Probes, docs and metrics are exempt.
+-Remaining and -Reset for the tightest limit. Probes, docs, metrics and the web page are exempt.
 
 Counters must be shared by the workers, or each would allow the full rate: with one worker they live in
 memory, with several in a small SQLite file in the workers' shared directory (the `sqlite://` storage below),
@@ -19,7 +19,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, Storage, storage_from_string
@@ -163,11 +163,15 @@ def make_storage(uri: str, shared_dir: str | None) -> Storage:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
-        self.app, self.limiter = app, limiter
+    """`unlimited(path)` names more paths that no limit counts (the web page's static files)."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter,
+                 unlimited: Callable[[str], bool] = lambda path: False) -> None:
+        self.app, self.limiter, self.unlimited = app, limiter, unlimited
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT or scope["method"] == "OPTIONS":
+        if (scope["type"] != "http" or scope["path"] in EXEMPT or scope["method"] == "OPTIONS"
+                or self.unlimited(scope["path"])):
             await self.app(scope, receive, send)
             return
         allowed, headers = self.limiter.hit(self.limiter.client(scope, Headers(scope=scope)))

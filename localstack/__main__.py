@@ -48,7 +48,8 @@ def main() -> int:
     supervisor = Supervisor(build_tiers(os.environ), grace=stop_grace(os.environ))
 
     def announce() -> None:
-        supervisor.say(f"ready: API {gateway}  docs {gateway}/docs  metrics {gateway}/metrics")
+        supervisor.say(f"ready: API {gateway}  page {gateway}/  docs {gateway}/docs  "
+                       f"metrics {gateway}/metrics")
         supervisor.say("Ctrl-C stops the stack")
 
     return supervisor.run(on_ready=announce)

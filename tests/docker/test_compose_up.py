@@ -49,6 +49,10 @@ def test_the_images_are_slim_non_root_and_healthy(stack: Stack) -> None:
     assert ready.status_code == 200 and ready.json()["errorMsg"] == "Ready"
     docs = httpx.get(f"{stack.url}/docs", timeout=10, trust_env=False).text
     assert "/static-offline-docs/swagger-ui-bundle.js" in docs and "http" not in docs
+    page = httpx.get(f"{stack.url}/", timeout=10, trust_env=False)          # the web page, from the image
+    assert page.status_code == 200 and 'src="ui/assets/js/main.js"' in page.text
+    katex = httpx.get(f"{stack.url}/ui/assets/vendor/katex/katex.min.js", timeout=10, trust_env=False)
+    assert katex.status_code == 200 and 'version:"0.19.1"' in katex.text
 
 
 def test_the_readme_curl_parses_a_pdf(stack: Stack, tmp_path: Path) -> None:

@@ -49,6 +49,15 @@ def test_probes_docs_and_metrics_need_no_key_and_are_not_limited(guarded: Gatewa
     assert '[guarded-probe] 127.0.0.1' in guarded.log() and '"GET /health HTTP/1.1" 200' in guarded.log()
 
 
+def test_the_web_page_is_not_limited_and_spends_none_of_the_budget(guarded: Gateway) -> None:
+    client = {"x-forwarded-for": "198.51.100.77"}
+    for _ in range(LIMIT + 2):
+        for path in ("/", "/ui/config", "/ui/assets/app.css", "/ui/assets/js/main.js"):
+            assert httpx.get(f"{guarded.url}{path}", headers=client).status_code == 200, path
+    first_call = post(guarded, client)
+    assert first_call.status_code == 401 and first_call.headers["ratelimit-remaining"] == str(LIMIT - 1)
+
+
 def test_a_key_is_limited_on_its_own_with_ratelimit_headers(guarded: Gateway) -> None:
     headers = {"authorization": f"Bearer {KEYS[1]}"}
     answers = [post(guarded, headers | {"x-forwarded-for": f"203.0.113.{i}"}) for i in range(LIMIT + 1)]

@@ -16,7 +16,8 @@ from packaging.requirements import Requirement
 from .conftest import REPO
 
 GATEWAY = REPO / "gateway"
-SHARED = ("contract", "safefetch", "jobs", "imagelinks")   # the packages beside it that its Dockerfile copies
+# the packages beside it that its Dockerfile copies
+SHARED = ("contract", "safefetch", "jobs", "imagelinks", "webui")
 
 
 def requirements() -> list[str]:
