@@ -54,7 +54,7 @@ class Sample:
     run_files: int = 0                                  # in the gateway's run directory
     data_files: int = 0                                 # of the jobs and answers' images kept
     data_bytes: int = 0
-    oldest: float = 0.0                                 # seconds since the oldest job or answer kept
+    oldest: float = 0.0                                 # seconds since a kept job or answer was written
 
 
 def gateway_run_dir(stack: Stack) -> Path | None:
@@ -95,15 +95,19 @@ def sample(stack: Stack, started: float, data: Path) -> Sample:
     out.run_files = len(_files(gateway_run_dir(stack)))
     kept = _files(data)
     out.data_files = len(kept)
-    ages = []
+    last_written: dict[Path, float] = {}   # <data>/jobs/<id> or <data>/images/<answer>: its newest file
     for path in kept:
         try:
-            out.data_bytes += path.stat().st_size
-            if path.parent.parent.name in ("jobs", "images"):   # <data>/jobs/<id>/<file>: a job's own
-                ages.append(time.time() - path.parent.stat().st_mtime)
+            stat = path.stat()
         except OSError:
             continue
-    out.oldest = max(ages, default=0.0)
+        out.data_bytes += stat.st_size
+        owner = data / path.relative_to(data).parts[0]
+        if owner.name in ("jobs", "images") and len(path.relative_to(owner).parts) > 1:
+            unit = owner / path.relative_to(owner).parts[0]
+            last_written[unit] = max(last_written.get(unit, 0.0), stat.st_mtime)
+    # Retention counts from a job's end (its last line written) and from an answer's images being written.
+    out.oldest = max((time.time() - t for t in last_written.values()), default=0.0)
     return out
 
 
