@@ -114,8 +114,11 @@ def sample(stack: Stack, started: float, data: Path) -> Sample:
 class Traffic:
     """The clients of the soak; `outcomes` counts what they got."""
 
-    def __init__(self, url: str, *, key: str | None = None, burst: int = 96, seed: int = 7) -> None:
-        self.url, self.burst = url, burst
+    def __init__(self, url: str, *, key: str | None = None, burst: int = 96, largest: int = 30,
+                 seed: int = 7) -> None:
+        """`largest`: the most pages a document of the traffic has (a short soak keeps it small, so that
+        its warm-up sees the largest requests several times and what grows after it is not their first)."""
+        self.url, self.burst, self.largest = url, burst, largest
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.outcomes: Counter[str] = Counter()
         self.failures: list[str] = []
@@ -138,12 +141,12 @@ class Traffic:
             self.failures.append(f"{kind}: {status} {response.text[:200]}")
 
     async def _sync(self, http: httpx.AsyncClient) -> None:
-        pages = self._random.choice([1, 1, 2, 3, 5, 10, 30])
+        pages = self._random.choice([n for n in (1, 1, 2, 3, 5, 10, 30) if n <= self.largest])
         body = {"file": self._pdf(pages), "fileType": 0, "visualize": self._random.random() < 0.3}
         self._count("sync", await http.post(f"{self.url}/layout-parsing", json=body, headers=self.headers))
 
     async def _job(self, http: httpx.AsyncClient) -> None:
-        pages = self._random.choice([3, 5, 10, 20])
+        pages = self._random.choice([n for n in (3, 5, 10, 20) if n <= self.largest])
         fields = {"model": DEFAULT_PIPELINE, "optionalPayload": '{"visualize": false}'}
         response = await http.post(f"{self.url}{JOBS}", headers=self.headers, data=fields,
                                    files={"file": ("doc.pdf", sample_pdf(pages)[0])})
@@ -180,7 +183,7 @@ class Traffic:
         self._count("bad input", response, (400, 422))
 
     async def _gives_up(self, http: httpx.AsyncClient) -> None:
-        body = {"file": self._pdf(10), "fileType": 0, "visualize": True}
+        body = {"file": self._pdf(min(10, self.largest)), "fileType": 0, "visualize": True}
         try:
             async with asyncio.timeout(self._random.uniform(0.3, 2.0)):
                 await http.post(f"{self.url}/layout-parsing", json=body, headers=self.headers)
