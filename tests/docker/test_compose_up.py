@@ -1,6 +1,7 @@
-"""`docker compose --profile cpu up --wait`, for real: the README's curl, a 3-page PDF and a bad input answer;
-every gateway worker serves again within 5 s of Triton's return after a 90 s outage; `docker compose stop`
-lets a request in flight finish and every container exits 0. The tests run in this order, on one stack."""
+"""`docker compose --profile cpu up --wait`, for real: the README's curl, a 3-page PDF, a job, the web
+page and a bad input answer; every gateway worker serves again within 5 s of Triton's return after a 90 s
+outage; `docker compose stop` lets a request in flight finish and every container exits 0. The tests run in
+this order, on one stack."""
 
 from __future__ import annotations
 
@@ -73,6 +74,25 @@ def test_a_three_page_pdf(stack: Stack) -> None:
     result = answer.json()["result"]
     assert len(result["layoutParsingResults"]) == 3 and result["dataInfo"]["numPages"] == 3
     assert all(p["markdown"]["text"].strip() for p in result["layoutParsingResults"])
+
+
+def test_a_job_and_the_web_page(stack: Stack) -> None:
+    """The Job API in the image (pypdfium2 and Pillow split the pages; the jobs' volume keeps them) and the
+    web page at /: the image's stripped libraries do their work."""
+    submitted = httpx.post(f"{stack.url}/api/v2/ocr/jobs", files={"file": ("doc.pdf", sample_pdf(3)[0])},
+                           data={"model": "PaddleOCR-VL-1.6"}, timeout=60, trust_env=False)
+    assert submitted.status_code == 200, submitted.text
+    status_url = f"{stack.url}/api/v2/ocr/jobs/{submitted.json()['data']['jobId']}"
+    deadline = time.monotonic() + 300
+    while (job := httpx.get(status_url, timeout=30, trust_env=False).json()["data"])["state"] not in (
+            "done", "failed"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    assert job["state"] == "done", job
+    lines = httpx.get(job["resultUrl"]["jsonUrl"], timeout=60, trust_env=False).text.strip().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["result"]["layoutParsingResults"] for line in lines)
+    page = httpx.get(f"{stack.url}/", timeout=30, trust_env=False)
+    assert page.status_code == 200 and 'src="ui/assets/' in page.text
 
 
 def truncated_pdf() -> bytes:
