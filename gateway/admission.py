@@ -59,7 +59,7 @@ class Pool:
     def queued(self) -> int:
         raise NotImplementedError
 
-    async def _acquire(self, deadline: float) -> object:
+    async def _acquire(self, deadline: float, max_wait: float | None) -> object:
         raise NotImplementedError
 
     def _release(self, token: object) -> None:
@@ -91,17 +91,18 @@ class Pool:
             return UpstreamTimeout("Gateway timeout while waiting for a free slot")
         return self.reject("queue_timeout", position, "Server busy: no free slot in time")
 
-    def wait_bound(self, deadline: float) -> tuple[float, float]:
-        """(how long a waiter may wait, how long its request has left)."""
+    def wait_bound(self, deadline: float, max_wait: float | None = None) -> tuple[float, float]:
+        """(how long a waiter may wait, how long its request has left); `max_wait` overrides the pool's."""
         remaining = deadline - time.monotonic()
-        return max(min(self.max_wait, remaining), 0), remaining
+        return max(min(self.max_wait if max_wait is None else max_wait, remaining), 0), remaining
 
     @asynccontextmanager
-    async def slot(self, deadline: float) -> AsyncIterator[None]:
-        """Hold one slot for the body of the `async with`; `deadline` is the request's (time.monotonic)."""
+    async def slot(self, deadline: float, *, max_wait: float | None = None) -> AsyncIterator[None]:
+        """Hold one slot for the body of the `async with`; `deadline` is the request's (time.monotonic), and
+        `max_wait` how long it may wait in line (default: `HPS_MAX_QUEUE_WAIT`)."""
         metrics.QUEUED.labels(self.name).inc()
         try:
-            token = await self._acquire(deadline)
+            token = await self._acquire(deadline, max_wait)
         finally:
             metrics.QUEUED.labels(self.name).dec()
         key, started = object(), time.monotonic()
@@ -132,13 +133,13 @@ class LocalPool(Pool):
     def queued(self) -> int:
         return len(self._waiters)
 
-    async def _acquire(self, deadline: float) -> object:
+    async def _acquire(self, deadline: float, max_wait: float | None) -> object:
         if self._free > 0 and not self._waiters:
             self._free -= 1
             return None
         if len(self._waiters) >= self.queue_size:
             raise self.reject("queue_full", len(self._waiters) + 1, "Server busy: queue full")
-        wait, remaining = self.wait_bound(deadline)
+        wait, remaining = self.wait_bound(deadline, max_wait)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         # A timer, not asyncio.wait_for: on 3.11 wait_for can swallow a cancellation that arrives together

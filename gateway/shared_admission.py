@@ -170,7 +170,7 @@ class SharedPool(Pool):
     def queued(self) -> int:
         return self.board.counts(self.name)[1]
 
-    async def _acquire(self, deadline: float) -> object:
+    async def _acquire(self, deadline: float, max_wait: float | None) -> object:
         row, state, position = self.board.enter(self.name, self.slots, self.queue_size)
         if row is None and self.board.purge_dead():   # a dead worker's rows may be what fills the queue
             row, state, position = self.board.enter(self.name, self.slots, self.queue_size)
@@ -178,7 +178,7 @@ class SharedPool(Pool):
             raise self.reject("queue_full", position, "Server busy: queue full")
         if state == RUNNING:
             return row
-        wait, remaining = self.wait_bound(deadline)
+        wait, remaining = self.wait_bound(deadline, max_wait)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         timer = loop.call_later(wait, expire, waiter)

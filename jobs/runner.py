@@ -166,13 +166,15 @@ class JobRunner:
         document_wide = ("restructurePages", *RESTRUCTURE_OPTIONS)
         options = {k: v for k, v in job.options.items() if k not in document_wide}
         async with self._slot():
-            window = asyncio.Semaphore(self.settings.page_window)
+            # `page_window` workers take the pages in order, so that a 1000-page job holds a few coroutines,
+            # not one waiting per page.
+            pending = iter(todo)
 
-            async def one(position: int) -> None:
-                async with window:
+            async def worker() -> None:
+                for position in pending:
                     await self._page(job, data, info, positions, position, options)
 
-            await _all_or_nothing([one(n) for n in todo])
+            await _all_or_nothing([worker() for _ in range(min(self.settings.page_window, len(todo)))])
             if job.options.get("restructurePages"):
                 await self._restructure(job, len(positions))
 
@@ -193,13 +195,16 @@ class JobRunner:
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
-        """One slot of the inference pool for the whole job, waited for as long as it takes: a full queue
-        or a long wait that a client would get as a 503 is no failure for an accepted job, which steps back
-        for the Retry-After the pool names (at most `SLOT_RETRY`) and asks again."""
+        """One slot of the inference pool for the whole job, waited for as long as it takes: in line, past
+        `HPS_MAX_QUEUE_WAIT` (which would re-queue it behind every request that came meanwhile); and a full
+        queue, a 503 to a client, is no failure for an accepted job, which steps back for the Retry-After
+        the pool names (at most `SLOT_RETRY`) and asks again."""
+        forever = 10 * 365 * 86_400.0
         async with contextlib.AsyncExitStack() as held:
             while True:
                 try:
-                    await held.enter_async_context(self.pool.slot(time.monotonic() + 10 * 365 * 86_400))
+                    line = self.pool.slot(time.monotonic() + forever, max_wait=forever)
+                    await held.enter_async_context(line)
                     break
                 except Overloaded as exc:
                     await asyncio.sleep(min(float(exc.headers.get("Retry-After", 1)), SLOT_RETRY))

@@ -113,6 +113,31 @@ async def test_a_queue_wait_past_its_bound_is_refused_and_leaves_the_queue(make_
     assert pool.active == 0
 
 
+async def test_a_waiter_given_its_own_bound_outwaits_the_pools(make_pool: MakePool) -> None:
+    """A job's runner waits in line past the pool's bound (for as long as it names) and keeps its place."""
+    pool = make_pool("t-patient", slots=1, queue_size=3, max_wait=0.1)
+    release = asyncio.Event()
+    holder = asyncio.ensure_future(occupy(pool, release))
+    await asyncio.sleep(0.01)
+
+    async def patient() -> float:
+        async with pool.slot(far(), max_wait=30):
+            return time.monotonic()
+
+    waiting = asyncio.ensure_future(patient())
+    await asyncio.sleep(0.01)
+    with pytest.raises(Overloaded):                      # one with the pool's bound gives up meanwhile
+        async with pool.slot(far()):
+            pass
+    await asyncio.sleep(0.3)                             # three times the pool's bound
+    assert not waiting.done() and pool.queued == 1
+    released = time.monotonic()
+    release.set()
+    assert await waiting >= released
+    await holder
+    assert pool.active == 0
+
+
 async def test_a_request_deadline_inside_the_queue_is_a_timeout(make_pool: MakePool) -> None:
     pool = make_pool("t-deadline", slots=1, queue_size=3, max_wait=10)
     release = asyncio.Event()
