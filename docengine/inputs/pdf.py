@@ -64,21 +64,7 @@ class PdfPages(LazyPages):
         self._scales = scales
 
     def _decode(self, index: int) -> np.ndarray:
-        with pdfium_lock:
-            if self.closed:
-                raise ValueError("the PDF is closed")
-            try:
-                page = self._doc[index]
-            except pdfium.PdfiumError as exc:
-                raise InvalidInputError(f"page {index + 1} of the PDF cannot be loaded ({exc})") from None
-            try:
-                bitmap = page.render(scale=self._scales[index], rev_byteorder=True)
-                try:
-                    return bitmap.to_numpy().copy()   # RGB on white; copied out so the bitmap can be freed
-                finally:
-                    bitmap.close()
-            finally:
-                page.close()
+        return self.with_page(index, _render)
 
     def with_page(self, index: int, read: Callable[[pdfium.PdfPage, float], T]) -> T:
         """`read(page, render scale)` under the PDFium lock, for what else a page holds (its text layer)."""
@@ -93,6 +79,14 @@ class PdfPages(LazyPages):
                 return read(page, self._scales[index])
             finally:
                 page.close()
+
+
+def _render(page: pdfium.PdfPage, scale: float) -> np.ndarray:
+    bitmap = page.render(scale=scale, rev_byteorder=True)
+    try:
+        return bitmap.to_numpy().copy()   # RGB on white; copied out so the bitmap can be freed
+    finally:
+        bitmap.close()
 
 
 def _close_pdf(doc: pdfium.PdfDocument) -> None:
