@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from contract.text import is_cjk, join_words
 from docengine.textlayer import Char
 
 SPACE_GAP = 0.2          # a gap this wide (share of the glyphs' height) between two glyphs is a space
@@ -26,12 +27,6 @@ MIN_COLUMN = 12          # glyph heights: the narrowest column read apart from i
 MIN_INK_COVERED = 0.9    # share of a block's ink that must lie on the layer's glyphs
 INK_MARGIN = 2           # px around each glyph's box that still count as its ink
 MIN_INK_PIXELS = 30      # a block with less ink than this has nothing to compare
-
-
-def is_cjk(ch: str) -> bool:
-    """CJK ideographs, kana, Hangul and full-width forms: scripts written without spaces between words."""
-    return ("\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uf900" <= ch <= "\ufaff"
-            or "\uff00" <= ch <= "\uffef" or "\u3000" <= ch <= "\u303f")
 
 
 def lines_of(chars: Sequence[Char]) -> list[list[Char]]:
@@ -68,16 +63,6 @@ def line_text(line: Sequence[Char]) -> str:
             if gap > SPACE_GAP * height or (char.space_before and gap > 0.05 * height):
                 out += " "
         out += text
-    return out
-
-
-def join_lines(parts: Sequence[str]) -> str:
-    """One paragraph's lines: a space between words, none at a CJK boundary or after a line-end hyphen."""
-    out = ""
-    for part in parts:
-        if out and not (out.endswith("-") or is_cjk(out[-1]) or is_cjk(part[0])):
-            out += " "
-        out += part
     return out
 
 
@@ -125,7 +110,7 @@ def compose(chars: Sequence[Char]) -> str:
             if n and extents[n][0] - extents[n - 1][1] > PARAGRAPH_GAP * height:
                 paragraphs.append([])
             paragraphs[-1].append(line_text(line))
-    return normalise("\n".join(join_lines(p) for p in paragraphs if p))
+    return normalise("\n".join(join_words(p) for p in paragraphs if p))
 
 
 def normalise(text: str) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import statistics
 
-from vlm_server.textlines import Line, is_cjk
+from contract.text import join_words
+from vlm_server.textlines import Line
 
 PARAGRAPH_GAP = 0.8  # a vertical gap wider than this share of the line height starts a new paragraph
 LATEX_SPECIALS = {c: "\\" + c for c in "#$%&_{}"} | {"\\": r"\backslash "}
@@ -31,16 +32,6 @@ def rows(lines: list[Line]) -> list[list[Line]]:
     return [sorted(row, key=lambda ln: ln.box[0]) for row in out]
 
 
-def join_text(parts: list[str]) -> str:
-    """Join pieces of one paragraph: a space between words, none at a CJK boundary or after a hyphen."""
-    out = ""
-    for part in parts:
-        if out and not (out.endswith("-") or is_cjk(out[-1]) or is_cjk(part[0])):
-            out += " "
-        out += part
-    return out
-
-
 def paragraphs(lines: list[Line]) -> str:
     """OCR answer: one line per paragraph; a paragraph ends at a vertical gap wider than usual."""
     grouped = rows(lines)
@@ -53,9 +44,9 @@ def paragraphs(lines: list[Line]) -> str:
         top = min(ln.box[1] for ln in row)
         if previous_bottom is not None and top - previous_bottom > PARAGRAPH_GAP * height:
             paras.append([])
-        paras[-1].append(join_text([ln.text for ln in row]))
+        paras[-1].append(join_words([ln.text for ln in row]))
         previous_bottom = max(ln.box[3] for ln in row)
-    return "\n".join(join_text(p) for p in paras)
+    return "\n".join(join_words(p) for p in paras)
 
 
 def columns(lines: list[Line]) -> list[tuple[float, float]]:
@@ -78,7 +69,7 @@ def grid(lines: list[Line]) -> list[list[str]]:
         for line in row:
             col = max(i for i, (a, _) in enumerate(bands) if a <= line.box[0])
             cells[col].append(line.text)
-        table.append([join_text(c) for c in cells])
+        table.append([join_words(c) for c in cells])
     return table
 
 
@@ -96,7 +87,7 @@ def chart_rows(lines: list[Line]) -> str:
 
 def formula(lines: list[Line]) -> str:
     """Formula answer: the OCR text, LaTeX-escaped, in the display delimiters PaddleOCR-VL emits."""
-    text = join_text([join_text([ln.text for ln in row]) for row in rows(lines)])
+    text = join_words([join_words([ln.text for ln in row]) for row in rows(lines)])
     if not text:
         return ""
     return r"\[" + "".join(LATEX_SPECIALS.get(c, c) for c in text) + r"\]"
@@ -104,4 +95,4 @@ def formula(lines: list[Line]) -> str:
 
 def plain_lines(lines: list[Line]) -> str:
     """Seal and spotting answer: every row on its own line."""
-    return "\n".join(join_text([ln.text for ln in row]) for row in rows(lines))
+    return "\n".join(join_words([ln.text for ln in row]) for row in rows(lines))

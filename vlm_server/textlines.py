@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from contract.text import is_cjk
 from vlm_server.ppocr import PPOCR, LineText, crop_quad
 
 MIN_CONTRAST = 40  # grey levels between ink and paper; below this the crop is blank
@@ -117,16 +118,6 @@ def _read(crops: list[np.ndarray], boxes: list[tuple[float, ...]], ocr: PPOCR) -
             x0, y0, x1, y1 = (float(v) for v in box)
             lines.append(Line((x0, y0, x1, y1), text, rec.score))
     return lines
-
-
-def is_cjk(ch: str) -> bool:
-    """CJK ideographs, kana, Hangul and full-width forms: scripts written without spaces between words."""
-    return (
-        "\u2e80" <= ch <= "\u9fff"
-        or "\uac00" <= ch <= "\ud7af"
-        or "\uf900" <= ch <= "\ufaff"
-        or ("\uff00" <= ch <= "\uffef")
-    )
 
 
 def halfwidth_punctuation(text: str) -> str:

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROBE = """
 import json, sys
 before = set(sys.modules)
-import contract, contract.envelope, contract.models, contract.names, contract.urls
+import contract, contract.envelope, contract.models, contract.names, contract.text, contract.urls
 print(json.dumps(sorted({m.split(".")[0] for m in set(sys.modules) - before})))
 """
 ALLOWED = {"contract", "pydantic", "pydantic_core", "typing_extensions", "annotated_types",

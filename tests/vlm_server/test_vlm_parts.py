@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vlm_server.arrange import formula, join_text, otsl, paragraphs, rows
+from contract.text import join_words
+from vlm_server.arrange import formula, otsl, paragraphs, rows
 from vlm_server.recogniser import Task, task_of
 from vlm_server.schemas import MMProcessorKwargs, visual_tokens
 from vlm_server.settings import VLMServerSettings
@@ -67,11 +68,11 @@ def test_prompts_map_to_tasks() -> None:
     assert task_of("What does it say?") is Task.OCR
 
 
-def test_join_text_spaces_words_but_not_cjk_or_hyphenation() -> None:
-    assert join_text(["The layout", "detector"]) == "The layout detector"
-    assert join_text(["docu-", "ment"]) == "docu-ment"
-    assert join_text(["文档解析", "服务"]) == "文档解析服务"
-    assert join_text(["PaddleOCR 支持", "中文"]) == "PaddleOCR 支持中文"
+def test_join_words_spaces_words_but_not_cjk_or_hyphenation() -> None:
+    assert join_words(["The layout", "detector"]) == "The layout detector"
+    assert join_words(["docu-", "ment"]) == "docu-ment"
+    assert join_words(["文档解析", "服务"]) == "文档解析服务"
+    assert join_words(["PaddleOCR 支持", "中文"]) == "PaddleOCR 支持中文"
 
 
 def test_fullwidth_punctuation_between_latin_letters_becomes_ascii() -> None:
