@@ -64,6 +64,20 @@ class Load:
         times = np.array([t for t, _ in inside])
         return float(np.polyfit(times, np.cumsum([p for _, p in inside]), 1)[0]), len(inside)
 
+    async def ask_until(self, http: httpx.AsyncClient, url: str, body: dict, pages: int, end: float) -> None:
+        """One closed-loop client: `body` (of `pages` pages) to `url`'s /layout-parsing again and again until
+        `end` (time.monotonic); each answer counted, each failure counted and followed by a pause."""
+        while time.monotonic() < end:
+            response = await http.post(f"{url}/layout-parsing", json=body)
+            if response.status_code != 200:
+                key = f"HTTP {response.status_code}"
+                self.failures[key] = self.failures.get(key, 0) + 1
+                await asyncio.sleep(0.5)
+                continue
+            self.answers.append((time.monotonic(), pages))
+            self.pages += pages
+            self.blocks += blocks_of(response.json())
+
 
 def cpu_seconds(stack: Stack) -> dict[str, float]:
     return {t: stack.cpu_seconds(t) for t in TIERS}
@@ -85,16 +99,7 @@ async def drive(stack: Stack, body: dict, pages: int, *, clients: int, ramp: flo
 
         async def client(index: int) -> None:
             await asyncio.sleep(ramp * index / clients)
-            while time.monotonic() < window_end:
-                response = await http.post(f"{stack.url}/layout-parsing", json=body)
-                if response.status_code != 200:
-                    key = f"HTTP {response.status_code}"
-                    load.failures[key] = load.failures.get(key, 0) + 1
-                    await asyncio.sleep(0.5)
-                    continue
-                load.answers.append((time.monotonic(), pages))
-                load.pages += pages
-                load.blocks += blocks_of(response.json())
+            await load.ask_until(http, stack.url, body, pages, window_end)
 
         tasks = [asyncio.ensure_future(client(i)) for i in range(clients)]
         try:

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from bench.measure import cli, machine
-from bench.orchestration import Load, blocks_of
+from bench.orchestration import Load
 from devkit.documents import b64, sample_pdf
 from devkit.replicas import gateway_replica, triton_pairs
 
@@ -42,16 +42,7 @@ async def drive(url: str, body: dict, pages: int, served: Callable[[], int], *, 
 
         async def client(index: int) -> None:
             await asyncio.sleep(warmup * index / clients / 2)   # spread the starts over the warm-up
-            while time.monotonic() < end:
-                response = await http.post(f"{url}/layout-parsing", json=body)
-                if response.status_code != 200:
-                    key = f"HTTP {response.status_code}"
-                    load.failures[key] = load.failures.get(key, 0) + 1
-                    await asyncio.sleep(0.5)
-                    continue
-                load.answers.append((time.monotonic(), pages))
-                load.pages += pages
-                load.blocks += blocks_of(response.json())
+            await load.ask_until(http, url, body, pages, end)
 
         tasks = [asyncio.ensure_future(client(i)) for i in range(clients)]
         await asyncio.sleep(end - seconds - time.monotonic())
