@@ -42,7 +42,9 @@ from bench.measure import bench_stack, cli, machine
 from devkit.stack import ROOT, Stack
 
 DEFAULT_CACHE = ROOT / ".cache" / "quality"
-TAG = re.compile(r"<[^>]+>")
+# The markup of tables and pictures, in blocks that hold such markup: not "<file_name>" in a block's text.
+MARKUP = re.compile(r"<(?:table|img|div)\b", re.IGNORECASE)
+TAG = re.compile(r"<[^<>]+>")
 LATEX_ESCAPE = re.compile(r"\\backslash ?|\\(?=[#$%&_{}])")
 FORMULAS = ("display_formula", "inline_formula", "formula")
 
@@ -56,7 +58,7 @@ def normalise(text: str) -> str:
 def block_text(block: dict) -> str:
     """A block's content as plain text: tags of tables (and images in them) and formula markup removed."""
     content = block.get("block_content") or ""
-    if "<" in content:
+    if MARKUP.search(content):
         content = html.unescape(TAG.sub(" ", content))
     if block.get("block_label") in FORMULAS:
         content = LATEX_ESCAPE.sub(lambda m: "\\" if m.group(0).startswith("\\backslash") else "",

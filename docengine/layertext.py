@@ -15,10 +15,11 @@ import statistics
 import unicodedata
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from contract.text import is_cjk, join_words
-from docengine.textlayer import Char
+from docengine.textlayer import Char, is_unmapped
 
 SPACE_GAP = 0.2          # a gap this wide (share of the glyphs' height) between two glyphs is a space
 PARAGRAPH_GAP = 0.5      # a blank band this tall (share of the line height) between lines: a new paragraph
@@ -27,6 +28,8 @@ MIN_COLUMN = 12          # glyph heights: the narrowest column read apart from i
 MIN_INK_COVERED = 0.9    # share of a block's ink that must lie on the layer's glyphs
 INK_MARGIN = 2           # px around each glyph's box that still count as its ink
 MIN_INK_PIXELS = 30      # a block with less ink than this has nothing to compare
+MAX_UNMAPPED = 0.02      # share of a block's glyphs that may lack Unicode (a stray symbol of a math font)
+RULE_LENGTH = 4          # glyph heights: ink in a straight run this long is a rule or a fill, not text
 
 
 def lines_of(chars: Sequence[Char]) -> list[list[Char]]:
@@ -55,6 +58,7 @@ def lines_of(chars: Sequence[Char]) -> list[list[Char]]:
 
 def line_text(line: Sequence[Char]) -> str:
     out = ""
+    line = [c for c in line if not is_unmapped(ord(c.text[0]))]
     for prev, char in zip([None, *line[:-1]], line, strict=True):
         text = char.text
         if prev is not None and not (is_cjk(prev.text[-1]) or is_cjk(text[0])):
@@ -132,12 +136,13 @@ def distrust(chars: Sequence[Char], covered: float, *, trust_invisible: bool = F
 
     `chars` are the block's characters and `covered` the share of its ink that lies on the layer's glyphs
     (`covered_share`). Reasons: no text (a scan, an image of text), an invisible OCR layer, glyphs without
-    Unicode, rotated or vertical text, and ink the glyphs do not cover (text drawn as a picture or paths)."""
+    Unicode (beyond a stray `MAX_UNMAPPED` share, left out of the text), rotated or vertical text, and ink the
+    glyphs do not cover (text drawn as a picture or paths)."""
     if not chars:
         return "no text"
     if not trust_invisible and any(c.invisible for c in chars):
         return "invisible"
-    if any(c.unmapped for c in chars):
+    if sum(c.unmapped for c in chars) > MAX_UNMAPPED * len(chars):
         return "unmapped"
     if not all(c.upright for c in chars) or _vertical(chars):
         return "rotated"
@@ -165,6 +170,19 @@ def covered_share(chars: Sequence[Char], ink: np.ndarray, origin: tuple[int, int
         glyphs[max(0, int(y1 - oy) - INK_MARGIN):max(0, int(y2 - oy) + 1 + INK_MARGIN),
                max(0, int(x1 - ox) - INK_MARGIN):max(0, int(x2 - ox) + 1 + INK_MARGIN)] = True
     return int((ink & glyphs).sum()) / total
+
+
+def without_rules(ink: np.ndarray, chars: Sequence[Char]) -> np.ndarray:
+    """`ink` less its rules and fills: pixels on a straight horizontal or vertical run longer than
+    `RULE_LENGTH` of the glyphs' heights (table rules, underlines, a banner behind white text), which no
+    glyph draws and so say nothing of text the layer lacks."""
+    if not chars or not ink.any():
+        return ink
+    run = max(3, int(RULE_LENGTH * statistics.median(c.height for c in chars)))
+    mask = ink.astype(np.uint8)
+    rules = (cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+             | cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((run, 1), np.uint8)))
+    return ink & ~rules.astype(bool)
 
 
 def ink_mask(gray: np.ndarray) -> np.ndarray:

@@ -96,7 +96,8 @@ def _unit_text(unit: list[int], blocks: list[Block], chars: Sequence[Char], owne
         else:
             x1, y1, x2, y2 = block.bbox
             near = [c for c in chars if c.box[0] < x2 and c.box[2] > x1 and c.box[1] < y2 and c.box[3] > y1]
-            covered = layertext.covered_share(near, layertext.ink_mask(gray[y1:y2, x1:x2]), (x1, y1))
+            ink = layertext.without_rules(layertext.ink_mask(gray[y1:y2, x1:x2]), near)
+            covered = layertext.covered_share(near, ink, (x1, y1))
             reason = layertext.distrust(mine, covered, trust_invisible=options.trust_invisible)
         if reason is not None:
             log.debug("block %s %s is recognised: %s", block.label, block.bbox, reason)

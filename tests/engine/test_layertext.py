@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from docengine.layertext import compose, covered_share, distrust, ink_mask
+from docengine.layertext import compose, covered_share, distrust, ink_mask, without_rules
 from docengine.textlayer import Char
 
 H = 20.0   # glyph height, px
@@ -89,3 +89,26 @@ def test_the_covered_share_is_the_ink_under_the_glyph_boxes() -> None:
     ink = ink_mask(gray)
     assert covered_share(line("abc"), ink, (0, 0)) == pytest.approx(0.5)
     assert covered_share(line("abc"), ink[:, :100], (0, 0)) == 1.0
+
+
+def test_a_stray_glyph_without_unicode_is_left_out_and_the_rest_believed() -> None:
+    prose = line("a long line of prose set in a math font, whose symbols may lack a map " * 2)
+    stray = [Char("\uf6be", (0, 40, W, 40 + H), unmapped=True), Char("v", (W, 40, 2 * W, 40 + H), unmapped=True)]
+    assert distrust(prose + stray, 1.0) is None
+    assert compose(prose + stray).endswith("may lack a map\nv")
+    assert distrust(prose[:40] + stray, 1.0) == "unmapped"
+
+
+def test_rules_and_fills_are_not_ink_the_glyphs_must_cover() -> None:
+    gray = np.full((120, 400), 255, np.uint8)
+    gray[5:15, 2:28] = 0        # the glyphs of "abc"
+    gray[25:27, 0:400] = 0      # a rule under them
+    gray[40:120, 0:400] = 0     # a banner
+    gray[60:80, 100:130] = 255  # with white glyphs on it
+    ink = without_rules(ink_mask(gray), line("abc"))
+    assert covered_share(line("abc"), ink, (0, 0)) == 1.0
+    assert ink[5:15, 2:28].all()
+    picture = np.full((120, 400), 255, np.uint8)
+    picture[5:15, 2:28] = 0          # the glyphs of "abc"
+    picture[60:80, 200:300:4] = 0    # a picture of text: short strokes stay ink
+    assert covered_share(line("abc"), without_rules(ink_mask(picture), line("abc")), (0, 0)) < 0.9

@@ -168,3 +168,28 @@ async def test_text_covering_part_of_the_ink_or_turned_is_recognised(kind: str) 
     assert calls == 1
     assert "block_text_source" not in blocks(answer)[0]
     assert "blockSources" not in answer["dataInfo"]
+
+
+def framed() -> bytes:
+    """A heading in white on a black banner, and a paragraph in a ruled frame: text whose block holds ink
+    that no glyph draws, all of it rules and fills."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    page.draw_rect(pymupdf.Rect(40, 60, 555, 110), color=(0, 0, 0), fill=(0, 0, 0))
+    page.insert_textbox(pymupdf.Rect(60, 70, 535, 108), "Port Authority Annual Review", fontsize=18,
+                        color=(1, 1, 1))
+    page.draw_rect(pymupdf.Rect(52, 140, 543, 230), color=(0, 0, 0), width=1.5)
+    page.insert_textbox(pymupdf.Rect(60, 150, 535, 220), REPORT_ENGLISH, fontsize=11)
+    page.draw_line(pymupdf.Point(60, 200), pymupdf.Point(535, 200), color=(0, 0, 0), width=1)
+    data = doc.tobytes()
+    doc.close()
+    return data
+
+
+async def test_rules_and_a_banner_around_the_text_do_not_send_it_to_the_recogniser() -> None:
+    regions = [("doc_title", (40.0, 60.0, 555.0, 110.0)), ("text", (50.0, 138.0, 545.0, 232.0))]
+    answer, calls = await parse(framed(), regions, textSource="auto", recoverText=False)
+    assert calls == 0
+    assert [b["block_text_source"] for b in blocks(answer)] == ["pdf", "pdf"]
+    assert blocks(answer)[0]["block_content"] == "Port Authority Annual Review"
+    assert answer_words(answer) == Counter(words_of("Port Authority Annual Review " + REPORT_ENGLISH))
