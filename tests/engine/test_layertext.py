@@ -93,7 +93,8 @@ def test_the_covered_share_is_the_ink_under_the_glyph_boxes() -> None:
 
 def test_a_stray_glyph_without_unicode_is_left_out_and_the_rest_believed() -> None:
     prose = line("a long line of prose set in a math font, whose symbols may lack a map " * 2)
-    stray = [Char("\uf6be", (0, 40, W, 40 + H), unmapped=True), Char("v", (W, 40, 2 * W, 40 + H), unmapped=True)]
+    stray = [Char("\uf6be", (0, 40, W, 40 + H), unmapped=True),
+             Char("v", (W, 40, 2 * W, 40 + H), unmapped=True)]
     assert distrust(prose + stray, 1.0) is None
     assert compose(prose + stray).endswith("may lack a map\nv")
     assert distrust(prose[:40] + stray, 1.0) == "unmapped"
