@@ -180,9 +180,9 @@ def without_rules(ink: np.ndarray, chars: Sequence[Char]) -> np.ndarray:
         return ink
     run = max(3, int(RULE_LENGTH * statistics.median(c.height for c in chars)))
     mask = ink.astype(np.uint8)
-    rules = (cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
-             | cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((run, 1), np.uint8)))
-    return ink & ~rules.astype(bool)
+    across = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, run), np.uint8)).astype(bool)
+    down = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((run, 1), np.uint8)).astype(bool)
+    return ink & ~(across | down)
 
 
 def ink_mask(gray: np.ndarray) -> np.ndarray:
