@@ -50,7 +50,9 @@ def prepare(page: np.ndarray, boxes: list[LayoutBox] | None, layer: TextLayer | 
             boxes = recovery.recover_from_layer(boxes, layer.chars, cv2.cvtColor(page, cv2.COLOR_RGB2GRAY))
         else:
             size = (page.shape[1], page.shape[0])
-            boxes = recovery.grow_to_ink(boxes, cv2.cvtColor(page, cv2.COLOR_RGB2GRAY))
+            gray = cv2.cvtColor(page, cv2.COLOR_RGB2GRAY)
+            boxes = recovery.drop_text_pictures(boxes, gray, lambda box: lines.lines_in(page, box))
+            boxes = recovery.grow_to_ink(boxes, gray)
             boxes = recovery.recover_from_lines(boxes, lines.uncovered_lines(page, boxes), size)
     work = prepare_page(page, boxes, options.recognition)
     usable = boxes is not None and layer is not None and bool(layer.chars) and text.source != "vlm"

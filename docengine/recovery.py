@@ -16,13 +16,15 @@ the boxes come back unchanged.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import cv2
 import numpy as np
 
 from docengine import layertext
 from docengine.layout.labels import LABEL_IDS, SKIP_ORDER
 from docengine.layout.order import reading_order
+from docengine.layout.textlines import MIN_GLYPH_PX
 from docengine.textlayer import Char
 from docengine.types import LayoutBox
 
@@ -39,6 +41,8 @@ BESIDE_GAP = 2.0       # pieces of a line closer than this (line heights) belong
 PAD = 0.25             # a recovered block's margin around its glyphs, as a share of its line height
 PICTURE_LABELS = frozenset({"image", "chart"})
 MIN_PICTURE_TEXT = 20  # characters a picture box must hold to be taken for text
+MIN_PICTURE_LINES = 3  # text lines a picture on a page without a layer must hold to be taken for text
+MAX_GLYPH_PX = 64      # ink components taller than this (or long and thin: rules) are not glyphs
 
 
 def owner_of(centres: np.ndarray, boxes: Sequence[Sequence[float]]) -> np.ndarray:
@@ -119,6 +123,51 @@ def recover_from_layer(boxes: list[LayoutBox], chars: Sequence[Char], gray: np.n
     grown = [dataclasses.replace(b, coordinate=[float(v) for v in c]) if c != list(b.coordinate) else b
              for b, c in zip(boxes, coords, strict=True)]
     return place(grown, new)
+
+
+def drop_text_pictures(boxes: list[LayoutBox], gray: np.ndarray,
+                       lines_in: Callable[[Box], Sequence[Box]]) -> list[LayoutBox]:
+    """`boxes` without the picture boxes that are text the model took for a picture (a table of contents, a
+    reference card), on a page without a text layer: those whose ink (specks such as dot leaders aside) is
+    nearly all glyph-sized and lies in the text lines `lines_in(box)` finds there. Their text is then
+    uncovered, and recovered like any other. The detector runs only on pictures whose ink looks like glyphs:
+    photos, screenshots and plots cost a mask."""
+    kept = []
+    for box in boxes:
+        x1, y1, x2, y2 = (max(0, int(v)) for v in box.coordinate)
+        if box.label in PICTURE_LABELS:
+            ink, glyph_share = _glyphs(layertext.ink_mask(gray[y1:y2, x1:x2]))
+            if glyph_share >= layertext.MIN_INK_COVERED:
+                lines = lines_in((x1, y1, x2, y2))
+                covered = _share_in(ink, lines, (x1, y1))
+                if len(lines) >= MIN_PICTURE_LINES and covered >= layertext.MIN_INK_COVERED:
+                    continue
+        kept.append(box)
+    return kept if len(kept) < len(boxes) else boxes
+
+
+def _glyphs(ink: np.ndarray) -> tuple[np.ndarray, float]:
+    """`ink` without specks, and the share of the rest in components the size and shape of glyphs (not
+    frames, rules, photos or plots)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    w, h, area = stats[1:, 2], stats[1:, 3], stats[1:, 4]
+    speck = h < MIN_GLYPH_PX
+    glyph = ~speck & (h <= MAX_GLYPH_PX) & (w <= 8 * MAX_GLYPH_PX) & (w <= 20 * h)
+    kept = np.zeros(count, bool)
+    kept[1:] = ~speck
+    total = int(area[~speck].sum())
+    if total < layertext.MIN_INK_PIXELS:
+        return kept[labels], 0.0
+    return kept[labels], float(area[glyph].sum()) / total
+
+
+def _share_in(ink: np.ndarray, lines: Sequence[Box], origin: tuple[int, int]) -> float:
+    """The share of `ink` (whose top left is `origin` on the page) inside the boxes `lines`."""
+    inside = np.zeros_like(ink)
+    ox, oy = origin
+    for x1, y1, x2, y2 in ((int(a) - ox, int(b) - oy, int(c) - ox, int(d) - oy) for a, b, c, d in lines):
+        inside[max(0, y1):max(0, y2 + 1), max(0, x1):max(0, x2 + 1)] = True
+    return float((ink & inside).sum()) / max(1, int(ink.sum()))
 
 
 def recover_from_lines(boxes: list[LayoutBox], lines: Sequence[Box],

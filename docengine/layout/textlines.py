@@ -22,6 +22,7 @@ from docengine.types import LayoutBox
 Box = tuple[float, float, float, float]
 MIN_GLYPH_PX = 6        # ink components shorter than this are specks, not glyphs
 MAX_SIDE = 1600         # the detector's input is shrunk past this
+MIN_SIDE = 960          # and enlarged up to this (within MAX_SIDE): small print is found at that size
 MARGIN = 24             # px of white around the uncovered ink, as the detector drops lines on the border
 MIN_LINE_SCORE = 0.6    # mean probability of a detected line
 
@@ -74,12 +75,24 @@ class TextLineDetector:
         region[ink[y1:y2, x1:x2]] = page[y1:y2, x1:x2][ink[y1:y2, x1:x2]]
         return [(a + x1, b + y1, c + x1, d + y1) for a, b, c, d in self.detect(region)]
 
+    def lines_in(self, page: np.ndarray, box: Box) -> list[Box]:
+        """Text lines (page pixels) inside `box` of the page, with white around it as the detector needs."""
+        height, width = page.shape[:2]
+        x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+        x2, y2 = min(width, int(box[2])), min(height, int(box[3]))
+        if x2 <= x1 or y2 <= y1:
+            return []
+        region = cv2.copyMakeBorder(page[y1:y2, x1:x2], MARGIN, MARGIN, MARGIN, MARGIN, cv2.BORDER_CONSTANT,
+                                    value=(255, 255, 255))
+        dx, dy = x1 - MARGIN, y1 - MARGIN
+        return [(a + dx, b + dy, c + dx, d + dy) for a, b, c, d in self.detect(region)]
+
     def detect(self, rgb: np.ndarray) -> list[Box]:
         from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
 
         session = self._load()
         h, w = rgb.shape[:2]
-        scale = min(1.0, MAX_SIDE / max(h, w))
+        scale = min(MAX_SIDE / max(h, w), max(1.0, MIN_SIDE / min(h, w)))
         th, tw = max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         x = cv2.resize(bgr, (tw, th)).astype(np.float32) * (2 / 255) - 1.0

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from docengine.recovery import grow_to_ink, recover_from_layer, recover_from_lines
+from docengine.recovery import drop_text_pictures, grow_to_ink, recover_from_layer, recover_from_lines
 from docengine.types import LayoutBox
 from tests.engine.test_layertext import line
+
+Box = tuple[float, float, float, float]
 
 PAGE = np.full((400, 600), 255, np.uint8)   # grey page; characters need no ink unless a test draws it
 
@@ -80,3 +82,40 @@ def test_a_box_grows_over_ink_that_runs_past_its_edges_but_not_across_a_gutter()
     grown = grow_to_ink([box("footer", (40, 95, 150, 125))], page)
     assert grown[0].coordinate == [10, 95, 186, 125]
     assert grow_to_ink([box("table", (40, 95, 150, 125))], page)[0].coordinate == [40, 95, 150, 125]
+
+
+def glyph_rows(gray: np.ndarray, rows: int, x: int = 20, y: int = 20) -> list[Box]:
+    """Draw `rows` lines of glyph-sized blots; return their line boxes."""
+    lines = []
+    for r in range(rows):
+        top = y + 30 * r
+        for left in range(x, x + 200, 14):
+            gray[top:top + 16, left:left + 9] = 0
+        lines.append((float(x), float(top), float(x + 200), float(top + 16)))
+    return lines
+
+
+def test_a_picture_without_a_layer_whose_ink_is_lines_of_glyphs_is_given_back_as_text() -> None:
+    gray = PAGE.copy()
+    lines = glyph_rows(gray, 4)
+    boxes = [box("image", (10, 10, 240, 150), 1), box("text", (10, 300, 300, 330), 2)]
+    asked = []
+
+    def lines_in(region: Box) -> list[Box]:
+        asked.append(region)
+        return lines
+    assert [b.label for b in drop_text_pictures(boxes, gray, lines_in)] == ["text"]
+    assert asked == [(10, 10, 240, 150)]
+    assert drop_text_pictures(boxes, gray, lambda _: lines[:2]) is boxes   # half its ink in no line
+    assert drop_text_pictures(boxes, gray, lambda _: []) is boxes   # no line found
+
+
+def test_a_photo_or_a_plot_is_kept_without_running_the_detector() -> None:
+    gray = PAGE.copy()
+    gray[20:140, 20:220] = 40                   # a photo: one large dark component
+    glyph_rows(gray, 1, y=150)
+    boxes = [box("image", (10, 10, 240, 180), 1)]
+
+    def lines_in(region: Box) -> list[Box]:
+        raise AssertionError("the detector ran on a photo")
+    assert drop_text_pictures(boxes, gray, lines_in) is boxes
