@@ -1,9 +1,13 @@
 """How every tier writes text: the engine joining a PDF's text layer and the recogniser joining what it read
-must put spaces in the same places, or the same page reads differently by the way it was read."""
+must put spaces in the same places and read columns in the same order, or the same page reads differently
+by the way it was read."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+COLUMN_GAP = 1.5         # a blank this wide (line heights) may part two columns
+MIN_COLUMN = 12          # line heights: the narrowest column read apart from its neighbours
 
 
 def is_cjk(ch: str) -> bool:
@@ -21,3 +25,25 @@ def join_words(parts: Sequence[str]) -> str:
             out += " "
         out += part
     return out
+
+
+def column_cuts(extents: Sequence[tuple[float, float]], height: float) -> list[float]:
+    """Where to part a block into columns read one after the other: the middles of vertical gaps that no
+    extent (x0, x1) crosses, wider than `COLUMN_GAP` line heights, with at least `MIN_COLUMN` line heights
+    on either side (a column of line numbers beside code, or of cells in a row, is read with its row)."""
+    if not extents:
+        return []
+    spans: list[list[float]] = []
+    for x0, x1 in sorted(extents):
+        if spans and x0 <= spans[-1][1] + COLUMN_GAP * height:
+            spans[-1][1] = max(spans[-1][1], x1)
+        else:
+            spans.append([x0, x1])
+    right = spans[-1][1]
+    cuts: list[float] = []
+    start = spans[0][0]
+    for before, after in zip(spans, spans[1:], strict=False):
+        if before[1] - start >= MIN_COLUMN * height and right - after[0] >= MIN_COLUMN * height:
+            cuts.append((before[1] + after[0]) / 2)
+            start = after[0]
+    return cuts

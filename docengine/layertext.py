@@ -18,13 +18,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from contract.text import is_cjk, join_words
+from contract.text import column_cuts, is_cjk, join_words
 from docengine.textlayer import Char, is_unmapped
 
 SPACE_GAP = 0.2          # a gap this wide (share of the glyphs' height) between two glyphs is a space
 PARAGRAPH_GAP = 0.5      # a blank band this tall (share of the line height) between lines: a new paragraph
-COLUMN_GAP = 1.5         # a blank this wide (glyph heights) may part two columns
-MIN_COLUMN = 12          # glyph heights: the narrowest column read apart from its neighbours
 MIN_INK_COVERED = 0.9    # share of a block's ink that must lie on the layer's glyphs
 INK_MARGIN = 2           # px around each glyph's box that still count as its ink
 MIN_INK_PIXELS = 30      # a block with less ink than this has nothing to compare
@@ -76,25 +74,11 @@ def box_of(chars: Sequence[Char]) -> tuple[float, float, float, float]:
 
 
 def columns_of(chars: Sequence[Char]) -> list[list[Char]]:
-    """Characters split into columns, left to right, at vertical gaps that no glyph crosses, wider than
-    `COLUMN_GAP` glyph heights, where both sides are at least `MIN_COLUMN` glyph heights wide (a column of
-    line numbers beside code, or of cells in a row, is read with its row instead)."""
+    """Characters split into columns, left to right (`contract.text.column_cuts`, in glyph heights)."""
     if not chars:
         return []
     height = statistics.median(c.height for c in chars)
-    spans: list[list[float]] = []
-    for x1, x2 in sorted((c.box[0], c.box[2]) for c in chars):
-        if spans and x1 <= spans[-1][1] + COLUMN_GAP * height:
-            spans[-1][1] = max(spans[-1][1], x2)
-        else:
-            spans.append([x1, x2])
-    right = spans[-1][1]
-    cuts: list[float] = []
-    start = spans[0][0]
-    for before, after in zip(spans, spans[1:], strict=False):
-        if before[1] - start >= MIN_COLUMN * height and right - after[0] >= MIN_COLUMN * height:
-            cuts.append((before[1] + after[0]) / 2)
-            start = after[0]
+    cuts = column_cuts([(c.box[0], c.box[2]) for c in chars], height)
     columns: list[list[Char]] = [[] for _ in range(len(cuts) + 1)]
     for char in chars:
         columns[sum(char.centre[0] > cut for cut in cuts)].append(char)

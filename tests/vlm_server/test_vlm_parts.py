@@ -96,6 +96,16 @@ def test_rows_and_paragraphs_from_boxes() -> None:
     assert paragraphs([]) == ""
 
 
+def test_a_block_of_columns_is_read_column_after_column_but_a_command_stays_with_its_description() -> None:
+    card = [
+        line(0, 0, 60, 20, "x + y"), line(150, 0, 390, 20, "addition"),
+        line(0, 24, 60, 44, "x - y"), line(150, 24, 390, 44, "subtraction"),
+        line(500, 0, 700, 20, "Paths and Packages"),
+        line(500, 24, 560, 44, "path"), line(650, 24, 890, 44, "display the path"),
+    ]
+    assert paragraphs(card) == "x + y addition x - y subtraction\nPaths and Packages path display the path"
+
+
 def test_otsl_columns_come_from_all_rows() -> None:
     lines = [
         line(0, 0, 50, 20, "A"),
