@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from localstack.supervisor import Tier
-from localstack.triton import PASSTHROUGH_PREFIXES, triton_command
+from localstack.triton import ALLOCATOR, PASSTHROUGH_PREFIXES, triton_command
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -43,9 +43,10 @@ def build_tiers(environ: Mapping[str, str], root: Path = ROOT) -> list[Tier]:
     vlm_url = f"http://{HOST}:{p['HPS_VLM_PORT']}"
     triton_http = f"http://{HOST}:{p['HPS_TRITON_HTTP_PORT']}"
     gateway_url = f"http://{HOST}:{p['HPS_GATEWAY_PORT']}"
-    # Python children: our environment, unbuffered logs, and never a proxy for loopback calls.
+    # Python children: our environment (over the allocator's default), unbuffered logs, and never a proxy for
+    # loopback calls.
     loopback = f"{HOST},localhost"
-    base = {**environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": loopback, "no_proxy": loopback}
+    base = {**ALLOCATOR, **environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": loopback, "no_proxy": loopback}
     profile = {"HPS_PROFILE": "cpu", "HPS_VLM_URL": vlm_url}
 
     vlm = Tier("vlm", [sys.executable, "-m", "vlm_server"],

@@ -3,8 +3,8 @@
 For pages without a text layer (images, scans). The page is first masked with white over every layout box;
 only when ink is left (components the size of glyphs) does the detector run, on the smallest rectangle
 holding that ink, so a page the layout model covered costs a mask and nothing more. The model is the ONNX
-file shipped inside `rapidocr-onnxruntime` (installed by the cpu extra, in both profiles' Triton images),
-loaded by explicit path on first use; the DB box post-processing is the wheel's own.
+file shipped inside `rapidocr-onnxruntime` (in the engine's extra, so in both profiles' Triton images),
+loaded by explicit path when the server starts (`load`); the DB box post-processing is the wheel's own.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ MIN_LINE_SCORE = 0.6    # mean probability of a detected line
 def bundled_model_path() -> Path:
     spec = importlib.util.find_spec("rapidocr_onnxruntime")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("rapidocr-onnxruntime is not installed (the cpu extra provides it)")
+        raise FileNotFoundError("rapidocr-onnxruntime is not installed (the engine extra provides it)")
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / "ch_PP-OCRv4_det_infer.onnx"
     if not path.is_file():
         raise FileNotFoundError(f"text detector missing from the rapidocr-onnxruntime package: {path.name}")
@@ -54,7 +54,7 @@ def uncovered_ink(page: np.ndarray, boxes: list[LayoutBox]) -> np.ndarray:
 
 
 class TextLineDetector:
-    """Thread-safe (ONNX Runtime sessions are); the model loads on the first page that needs it."""
+    """Thread-safe (ONNX Runtime sessions are); the model loads on `load` or the first page that needs it."""
 
     def __init__(self, model_path: str | Path | None = None, threads: int = 0) -> None:
         self._path = model_path
@@ -90,7 +90,7 @@ class TextLineDetector:
     def detect(self, rgb: np.ndarray) -> list[Box]:
         from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
 
-        session = self._load()
+        session = self.load()
         h, w = rgb.shape[:2]
         scale = min(MAX_SIDE / max(h, w), max(1.0, MIN_SIDE / min(h, w)))
         th, tw = max(32, round(h * scale / 32) * 32), max(32, round(w * scale / 32) * 32)
@@ -102,7 +102,8 @@ class TextLineDetector:
         return [(float(q[:, 0].min()), float(q[:, 1].min()), float(q[:, 0].max()), float(q[:, 1].max()))
                 for q in quads]
 
-    def _load(self) -> ort.InferenceSession:
+    def load(self) -> ort.InferenceSession:
+        """The session, loaded on the first call (the server calls it at start; tests, when they need it)."""
         with self._lock:
             if self._session is None:
                 options = ort.SessionOptions()

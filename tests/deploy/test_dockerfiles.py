@@ -50,3 +50,10 @@ def test_the_pinned_sets_it_installs_exist(dockerfile: str):
     for listed in re.findall(r"for e in \(([^)]*)\)", text):
         named += re.findall(r"'([\w-]+)'", listed)
     assert named and set(named) <= set(EXTRAS), named
+
+
+@pytest.mark.parametrize("dockerfile", ["gateway/Dockerfile", "triton_repo/Dockerfile",
+                                        "triton_repo/Dockerfile.cpu"])
+def test_the_long_running_python_tiers_bound_their_heaps(dockerfile: str):
+    """glibc's heap per allocating thread kept Triton's memory growing over a soak; two heaps kept it flat."""
+    assert re.search(r"^\s+MALLOC_ARENA_MAX=2 \\$", (ROOT / dockerfile).read_text(), re.M)

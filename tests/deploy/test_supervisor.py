@@ -208,6 +208,9 @@ def test_local_stack_tiers_use_the_cpu_profile_loopback_and_the_port_variables(t
     assert gateway.argv[1:] == ["-m", "gateway"]
     assert (gateway.env["HPS_GATEWAY_HOST"], gateway.env["HPS_GATEWAY_PORT"]) == ("127.0.0.1", "18080")
     assert gateway.env["HPS_TRITON_URL"] == "127.0.0.1:18001"
+    assert {t.env["MALLOC_ARENA_MAX"] for t in (vlm, triton, gateway)} == {"2"}   # bounded heaps by default
+    mine = tiers.build_tiers({**env, "MALLOC_ARENA_MAX": "4"}, root=tmp_path)
+    assert {t.env["MALLOC_ARENA_MAX"] for t in mine} == {"4"}                   # unless the caller says
     assert gateway.env["HPS_VLM_URL"] == "http://127.0.0.1:18118"
     assert gateway.ready_url == "http://127.0.0.1:18080/health/ready"
 

@@ -38,6 +38,7 @@ def test_command_is_loopback_with_a_clean_env(tmp_path: Path, monkeypatch: pytes
     assert {p.name for p in backend.iterdir()} >= {"libtriton_python.so", "triton_python_backend_stub"}
     assert os.access(backend / "triton_python_backend_stub", os.X_OK)
     assert env["HPS_SOMETHING"] == "kept" and "UNRELATED_SECRET" not in env
+    assert env["MALLOC_ARENA_MAX"] == "2"
     assert "nvidia_pytriton.libs" in env["LD_LIBRARY_PATH"]
 
 

@@ -16,6 +16,8 @@ class TritonPythonModel:
             settings.layout_device = f"cuda:{args['model_instance_device_id']}"
         self.runner = AsyncRequestRunner(pb_utils, max_in_flight=settings.max_in_flight_requests)
         self.engine = Engine(settings)
+        # Loaded now rather than on the first image page, so that its threads are there from the start.
+        self.engine.text_lines.load()
         self.metrics = MetricsExporter(pb_utils, self.engine.stats,
                                        {"model": args["model_name"], "instance": args["model_instance_name"]})
 
