@@ -6,7 +6,9 @@ and glyphs it holds, so that no crop cuts a glyph. Characters in no box are grou
 a block lying right against a text box (under it in its column, or beside it on its line) joins that box,
 any other becomes a new `text` box, marked `recovered`. Pages without a text layer (images, scans) get the
 same from a text-line detector run on the ink that no box covers (`docengine.layout.textlines`), after
-text boxes are widened over ink that runs on past their edges (`grow_to_ink`).
+text boxes are widened over ink that runs on past their edges (`grow_to_ink`). On either kind of page, a
+picture box that holds nothing but text (a table of contents, a reference card) is text the model took for a
+picture: it is left out, and its text recovered.
 
 Recovered boxes are placed in the reading order by geometry (XY-cut over all boxes), after the box that
 precedes them there; the layout model's own order of its boxes is left as it was. With nothing uncovered,
