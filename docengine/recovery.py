@@ -43,7 +43,7 @@ BESIDE_GAP = 2.0       # pieces of a line closer than this (line heights) belong
 PAD = 0.25             # a recovered block's margin around its glyphs, as a share of its line height
 PICTURE_LABELS = frozenset({"image", "chart"})
 MIN_PICTURE_TEXT = 20  # characters a picture box must hold to be taken for text
-MIN_PICTURE_LINES = 3  # text lines a picture on a page without a layer must hold to be taken for text
+MIN_PICTURE_LINES = 2  # text lines a picture on a page without a layer must hold to be taken for text
 MAX_GLYPH_PX = 64      # ink components taller than this (or long and thin: rules) are not glyphs
 
 

@@ -193,3 +193,16 @@ async def test_rules_and_a_banner_around_the_text_do_not_send_it_to_the_recognis
     assert [b["block_text_source"] for b in blocks(answer)] == ["pdf", "pdf"]
     assert blocks(answer)[0]["block_content"] == "Port Authority Annual Review"
     assert answer_words(answer) == Counter(words_of("Port Authority Annual Review " + REPORT_ENGLISH))
+
+
+# The English paragraph boxed as a picture, as PicoDet boxed a table of contents and a reference card.
+PICTURED = [("paragraph_title", PARTS["title"]), ("image", PARTS["english"]), ("text", PARTS["chinese"]),
+            ("table", PARTS["table"]), ("footer", (56.0, 802.0, 64 + FOOTER_WIDTH, 815.0))]
+
+
+async def test_a_picture_of_nothing_but_text_is_read_as_text_from_an_image_too() -> None:
+    answer, _ = await parse(png(REPORT), PICTURED, file_type=1)
+    assert answer_words(answer) == Counter(REPORT.words())
+    assert [b["block_label"] for b in blocks(answer)].count("image") == 0
+    without, _ = await parse(png(REPORT), PICTURED, file_type=1, recoverText=False)
+    assert not Counter(words_of(REPORT_ENGLISH)) <= answer_words(without)
