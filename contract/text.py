@@ -4,7 +4,11 @@ by the way it was read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 COLUMN_GAP = 1.5         # a blank this wide (line heights) may part two columns
 MIN_COLUMN = 12          # line heights: the narrowest column read apart from its neighbours
@@ -25,6 +29,30 @@ def join_words(parts: Sequence[str]) -> str:
             out += " "
         out += part
     return out
+
+
+def halfwidth_punctuation(text: str) -> str:
+    """Full-width punctuation between Latin characters written as ASCII (the recogniser's habit, not the
+    page's); CJK punctuation among CJK text stays as it is."""
+    chars = list(text)
+    for i, ch in enumerate(chars):
+        if "\uff01" <= ch <= "\uff5e" and not ch.isalnum():
+            around = text[max(0, i - 1):i] + text[i + 1:i + 2]
+            if around and all(c.isascii() for c in around):
+                chars[i] = unicodedata.normalize("NFKC", ch)
+    return "".join(chars)
+
+
+def in_columns(items: Sequence[T], extent: Callable[[T], tuple[float, float]],
+               height: float) -> list[list[T]]:
+    """`items` parted into the columns of `column_cuts` (by the middle of each one's `extent`), left to right,
+    each in the items' own order; no empty column."""
+    cuts = column_cuts([extent(item) for item in items], height)
+    columns: list[list[T]] = [[] for _ in range(len(cuts) + 1)]
+    for item in items:
+        x0, x1 = extent(item)
+        columns[sum((x0 + x1) / 2 > cut for cut in cuts)].append(item)
+    return [c for c in columns if c]
 
 
 def column_cuts(extents: Sequence[tuple[float, float]], height: float) -> list[float]:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from contract.text import column_cuts, is_cjk, join_words
+from contract.text import halfwidth_punctuation, in_columns, is_cjk, join_words
 from docengine.textlayer import Char, is_unmapped
 
 SPACE_GAP = 0.2          # a gap this wide (share of the glyphs' height) between two glyphs is a space
@@ -74,15 +74,10 @@ def box_of(chars: Sequence[Char]) -> tuple[float, float, float, float]:
 
 
 def columns_of(chars: Sequence[Char]) -> list[list[Char]]:
-    """Characters split into columns, left to right (`contract.text.column_cuts`, in glyph heights)."""
+    """Characters split into columns, left to right (`contract.text.in_columns`, in glyph heights)."""
     if not chars:
         return []
-    height = statistics.median(c.height for c in chars)
-    cuts = column_cuts([(c.box[0], c.box[2]) for c in chars], height)
-    columns: list[list[Char]] = [[] for _ in range(len(cuts) + 1)]
-    for char in chars:
-        columns[sum(char.centre[0] > cut for cut in cuts)].append(char)
-    return [c for c in columns if c]
+    return in_columns(chars, lambda c: (c.box[0], c.box[2]), statistics.median(c.height for c in chars))
 
 
 def compose(chars: Sequence[Char]) -> str:
@@ -104,15 +99,9 @@ def compose(chars: Sequence[Char]) -> str:
 def normalise(text: str) -> str:
     """Ligatures, full-width letters and digits, and full-width punctuation between Latin characters written
     as the recogniser writes them; CJK punctuation among CJK text stays as it is."""
-    chars = list(text)
-    for i, ch in enumerate(chars):
-        if "\ufb00" <= ch <= "\ufb4f" or ("\uff01" <= ch <= "\uff5e" and ch.isalnum()):
-            chars[i] = unicodedata.normalize("NFKC", ch)
-        elif "\uff01" <= ch <= "\uff5e":
-            around = text[max(0, i - 1):i] + text[i + 1:i + 2]
-            if around and all(c.isascii() for c in around):
-                chars[i] = unicodedata.normalize("NFKC", ch)
-    return "".join(chars)
+    return "".join(unicodedata.normalize("NFKC", ch)
+                   if "\ufb00" <= ch <= "\ufb4f" or ("\uff01" <= ch <= "\uff5e" and ch.isalnum()) else ch
+                   for ch in halfwidth_punctuation(text))
 
 
 def distrust(chars: Sequence[Char], covered: float, *, trust_invisible: bool = False) -> str | None:

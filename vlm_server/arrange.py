@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 
-from contract.text import column_cuts, join_words
+from contract.text import in_columns, join_words
 from vlm_server.textlines import Line
 
 PARAGRAPH_GAP = 0.8  # a vertical gap wider than this share of the line height starts a new paragraph
@@ -33,17 +33,13 @@ def rows(lines: list[Line]) -> list[list[Line]]:
 
 
 def paragraphs(lines: list[Line]) -> str:
-    """OCR answer: column after column (`contract.text.column_cuts`), one line per paragraph; a paragraph ends
+    """OCR answer: column after column (`contract.text.in_columns`), one line per paragraph; a paragraph ends
     at a vertical gap wider than usual."""
     if not lines:
         return ""
     height = statistics.median(ln.height for ln in lines)
-    cuts = column_cuts([(ln.box[0], ln.box[2]) for ln in lines], height)
-    by_column: list[list[Line]] = [[] for _ in range(len(cuts) + 1)]
-    for line in lines:
-        by_column[sum((line.box[0] + line.box[2]) / 2 > cut for cut in cuts)].append(line)
     paras: list[list[str]] = []
-    for column in by_column:
+    for column in in_columns(lines, lambda ln: (ln.box[0], ln.box[2]), height):
         previous_bottom = None
         for row in rows(column):
             top = min(ln.box[1] for ln in row)

@@ -9,13 +9,12 @@ blank gap between two characters that is wide for the line's height.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from contract.text import is_cjk
+from contract.text import halfwidth_punctuation, is_cjk
 from vlm_server.ppocr import PPOCR, LineText, crop_quad
 
 MIN_CONTRAST = 40  # grey levels between ink and paper; below this the crop is blank
@@ -118,17 +117,6 @@ def _read(crops: list[np.ndarray], boxes: list[tuple[float, ...]], ocr: PPOCR) -
             x0, y0, x1, y1 = (float(v) for v in box)
             lines.append(Line((x0, y0, x1, y1), text, rec.score))
     return lines
-
-
-def halfwidth_punctuation(text: str) -> str:
-    """Full-width punctuation between Latin characters (the recogniser's habit, not the page's) made ASCII."""
-    chars = list(text)
-    for i, ch in enumerate(chars):
-        if "\uff01" <= ch <= "\uff5e" and not ch.isalnum():
-            around = text[max(0, i - 1) : i] + text[i + 1 : i + 2]
-            if around and all(c.isascii() for c in around):
-                chars[i] = unicodedata.normalize("NFKC", ch)
-    return "".join(chars)
 
 
 def restore_spaces(rec: LineText, mask: np.ndarray) -> str:

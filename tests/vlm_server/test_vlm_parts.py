@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from contract.text import join_words
+from contract.text import halfwidth_punctuation, join_words
 from vlm_server.arrange import formula, otsl, paragraphs, rows
 from vlm_server.recogniser import Task, task_of
 from vlm_server.schemas import MMProcessorKwargs, visual_tokens
 from vlm_server.settings import VLMServerSettings
-from vlm_server.textlines import Line, halfwidth_punctuation
+from vlm_server.textlines import Line
 
 
 def line(x0: float, y0: float, x1: float, y1: float, text: str) -> Line:
