@@ -45,30 +45,31 @@ def prepare(page: np.ndarray, boxes: list[LayoutBox] | None, layer: TextLayer | 
     """`blocks.prepare_page` on the boxes with what they missed recovered, and the text blocks the layer can
     give already filled in (`PageWork.given`) instead of sent to the recogniser."""
     text = options.text
-    if boxes is not None and text.recover:
-        if layer is not None and layer.chars:
-            boxes = recovery.recover_from_layer(boxes, layer.chars, cv2.cvtColor(page, cv2.COLOR_RGB2GRAY))
+    chars = layer.chars if layer is not None else []
+    usable = boxes is not None and bool(chars) and text.source != "vlm"
+    # The page in grey, made once for recovery and the layer's trust, and only when either runs.
+    gray = cv2.cvtColor(page, cv2.COLOR_RGB2GRAY) if boxes is not None and (text.recover or usable) else None
+    if boxes is not None and gray is not None and text.recover:
+        if chars:
+            boxes = recovery.recover_from_layer(boxes, chars, gray)
         else:
             size = (page.shape[1], page.shape[0])
-            gray = cv2.cvtColor(page, cv2.COLOR_RGB2GRAY)
             boxes = recovery.drop_text_pictures(boxes, gray, lambda box: lines.lines_in(page, box))
             boxes = recovery.grow_to_ink(boxes, gray)
             boxes = recovery.recover_from_lines(boxes, lines.uncovered_lines(page, boxes), size)
     work = prepare_page(page, boxes, options.recognition)
-    usable = boxes is not None and layer is not None and bool(layer.chars) and text.source != "vlm"
-    if usable and layer is not None:
-        take_from_layer(work, page, layer.chars, text)
+    if usable and gray is not None:
+        take_from_layer(work, gray, chars, text)
     for index, _task in work.tasks:
         work.blocks[index].extra.setdefault("text_source", "vlm")
     return work
 
 
-def take_from_layer(work: PageWork, page: np.ndarray, chars: Sequence[Char], options: TextOptions) -> None:
+def take_from_layer(work: PageWork, gray: np.ndarray, chars: Sequence[Char], options: TextOptions) -> None:
     """Fill in from `chars` each text-like unit (a block, or a merged group of them) the layer can give,
-    and drop its recognition task."""
+    and drop its recognition task. `gray` is the page in grey."""
     blocks = work.blocks
     owner = recovery.owner_of(np.array([c.centre for c in chars]), [b.bbox for b in blocks])
-    gray = cv2.cvtColor(page, cv2.COLOR_RGB2GRAY)
     members: dict[int, list[int]] = {}
     for member, lead in work.leaders.items():
         members.setdefault(lead, []).append(member)
