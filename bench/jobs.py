@@ -21,6 +21,8 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
@@ -32,11 +34,18 @@ JOBS = "/api/v2/ocr/jobs"
 TARGETS = {"total": 1.05, "first line": 2.0, "1-page latency": 1.3}
 
 
-async def one_page(http: httpx.AsyncClient, stack: Stack, body: dict[str, object]) -> float:
-    started = time.perf_counter()
+async def parse(http: httpx.AsyncClient, stack: Stack, body: dict[str, object]) -> httpx.Response:
+    """A synchronous `/layout-parsing` answer; anything but a 200 stops the benchmark."""
     response = await http.post(f"{stack.url}/layout-parsing", json=body)
     if response.status_code != 200:
         raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+    return response
+
+
+async def one_page(http: httpx.AsyncClient, stack: Stack, body: dict[str, object]) -> float:
+    """Seconds `parse` takes."""
+    started = time.perf_counter()
+    await parse(http, stack, body)
     return time.perf_counter() - started
 
 
@@ -72,10 +81,12 @@ async def run_job(http: httpx.AsyncClient, stack: Stack, pdf: bytes, pages: int)
     return first, time.perf_counter() - started
 
 
-async def sample_rss(stack: Stack, running: asyncio.Task[tuple[float, float]]) -> int:
-    peak = 0
+async def peak_rss(stack: Stack, running: asyncio.Task[Any], tiers: Sequence[str]) -> dict[str, int]:
+    """Each tier's highest RSS (bytes), sampled twice a second while `running` runs (0 if it never did)."""
+    peak = dict.fromkeys(tiers, 0)
     while not running.done():
-        peak = max(peak, stack.rss("gateway"))
+        now = await asyncio.to_thread(lambda: {tier: stack.rss(tier) for tier in tiers})
+        peak = {tier: max(peak[tier], now[tier]) for tier in tiers}
         await asyncio.sleep(0.5)
     return peak
 
@@ -115,7 +126,7 @@ async def measure(stack: Stack, pages: int, probes: int, probe_seconds: float) -
         alone = statistics.median([await one_page(http, stack, page) for _ in range(probes)])
         sync = await one_page(http, stack, {"file": b64(pdf), "fileType": 0, "visualize": False})
         job = asyncio.create_task(run_job(http, stack, pdf, pages))
-        rss = await sample_rss(stack, job)
+        rss = (await peak_rss(stack, job, ["gateway"]))["gateway"]
         first, total = await job
         during, cancel = await probe_then_cancel(http, stack, pdf, page, probe_seconds)
     return {"alone": alone, "sync": sync, "first": first, "total": total, "during": statistics.median(during),

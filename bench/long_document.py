@@ -21,7 +21,7 @@ import time
 
 import httpx
 
-from bench.jobs import one_page, run_job
+from bench.jobs import one_page, parse, peak_rss, run_job
 from bench.measure import bench_stack, cli, machine
 from devkit.documents import b64, sample_pdf
 from devkit.soak import TIERS
@@ -36,20 +36,13 @@ def rss(stack: Stack) -> dict[str, int]:
 
 async def peaks(stack: Stack, idle: dict[str, int], running: asyncio.Task[object]) -> dict[str, float]:
     """Each tier's highest RSS above `idle` while `running` runs, in MiB."""
-    top = dict(idle)
-    while not running.done():
-        now = await asyncio.to_thread(rss, stack)
-        top = {tier: max(top[tier], now[tier]) for tier in TIERS}
-        await asyncio.sleep(0.5)
-    return {tier: (top[tier] - idle[tier]) / 2**20 for tier in TIERS}
+    top = await peak_rss(stack, running, TIERS)
+    return {tier: (max(top[tier], idle[tier]) - idle[tier]) / 2**20 for tier in TIERS}
 
 
 async def synchronous(http: httpx.AsyncClient, stack: Stack, pdf: bytes) -> int:
     """The answer's size in bytes."""
-    response = await http.post(f"{stack.url}/layout-parsing",
-                               json={"file": b64(pdf), "fileType": 0, "visualize": False})
-    if response.status_code != 200:
-        raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+    response = await parse(http, stack, {"file": b64(pdf), "fileType": 0, "visualize": False})
     return len(response.content)
 
 
