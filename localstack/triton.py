@@ -47,11 +47,11 @@ _NAMED_BY_ITSELF = ('exec "$0" "$@" "--backend-config=python,shm-region-prefix-n
 
 # Environment the caller may hand to the server and its model stubs; everything else is left behind.
 PASSTHROUGH_PREFIXES = ("HPS_", "OMP_", "MALLOC_")
+PASSTHROUGH_NAMES = ("CUDA_VISIBLE_DEVICES",)
 # glibc gives each thread that allocates its own heap (up to 8 per core), which keep what they once held: the
 # engine's executor threads grew Triton by 15% over a 30-minute soak. Two heaps kept it to 4%. A default,
 # which the caller's own MALLOC_ARENA_MAX replaces; the images set the same.
 ALLOCATOR = {"MALLOC_ARENA_MAX": "2"}
-PASSTHROUGH_NAMES = ("CUDA_VISIBLE_DEVICES",)
 
 _BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 _STUB = "triton_python_backend_stub"
