@@ -34,19 +34,21 @@ def rows(lines: list[Line]) -> list[list[Line]]:
 
 def paragraphs(lines: list[Line]) -> str:
     """OCR answer: column after column (`contract.text.in_columns`), one line per paragraph; a paragraph ends
-    at a vertical gap wider than usual."""
+    at a vertical gap wider than usual, and after a row with dot leaders."""
     if not lines:
         return ""
     height = statistics.median(ln.height for ln in lines)
     paras: list[list[str]] = []
     for column in in_columns(lines, lambda ln: (ln.box[0], ln.box[2]), height):
-        previous_bottom = None
+        previous_bottom, entry_ended = 0.0, True
         for row in rows(column):
             top = min(ln.box[1] for ln in row)
-            if previous_bottom is None or top - previous_bottom > PARAGRAPH_GAP * height:
+            if entry_ended or top - previous_bottom > PARAGRAPH_GAP * height:
                 paras.append([])
             paras[-1].append(join_words([ln.text for ln in row]))
             previous_bottom = max(ln.box[3] for ln in row)
+            # a row with dot leaders is an entry of a table of contents: a line of its own
+            entry_ended = any(ln.leader for ln in row)
     return "\n".join(join_words(p) for p in paras)
 
 

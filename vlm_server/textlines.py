@@ -4,7 +4,8 @@ A crop whose ink forms one band no taller than a few glyphs is one line: it goes
 recogniser. Anything else is padded with its background (the detector drops lines that touch the
 border) and run through the detector at the crop's own resolution, never blown up.
 PP-OCRv4 often drops the space between English words; it is put back where the line image has a
-blank gap between two characters that is wide for the line's height.
+blank gap between two characters that is wide for the line's height. The detector does not box dot
+leaders (a table of contents' ". . . ." between a title and its page), so they are counted in the ink.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ DET_MAX_SIDE = 2000  # the detector input is shrunk beyond this, as RapidOCR doe
 DET_MIN_GLYPH = 10.0  # glyphs smaller than this (px) are enlarged for the detector
 SPACE_GAP = 0.25  # a blank gap this wide (share of the line's ink height) between characters is a space
 DIGIT_SPACE_GAP = 0.45  # between two digits: tabular figures leave wide gaps around narrow ones like "1"
+MIN_LEFT_OUT_GLYPHS = 3  # fewer glyphs outside every line box are specks, bullets or stray marks
+SECOND_LOOK_ZOOM = 2.0  # the detector finds small print beside larger text when it is enlarged
+MIN_SECOND_LOOK_SCORE = 0.6  # what a second look reads less surely is taken for a picture's strokes
+LEADER_DOT = 0.3  # a leader dot is at most this share of its line's height, wide and tall
+MIN_LEADER_DOTS = 3
+LEADER_PITCH_SPREAD = 1.5  # the widest step between a leader's dots over the narrowest: leaders are even
 NO_SPACE_BEFORE = frozenset(" .,;:!?)]}%")
 NO_SPACE_AFTER = frozenset(" ([{")
 
@@ -35,6 +42,7 @@ class Line:
     box: tuple[float, float, float, float]
     text: str
     score: float
+    leader: bool = False  # dot leaders, found in the ink (`leaders`), not read
 
     @property
     def height(self) -> float:
@@ -90,13 +98,102 @@ def read_lines(ocr: PPOCR, bgr: np.ndarray) -> list[Line]:
         padded = cv2.copyMakeBorder(bgr, m, m, m, m, cv2.BORDER_CONSTANT, value=background)
         crop = padded[y0 : y1 + 2 * m, x0 : x1 + 2 * m]
         return _read([crop], [(x0 - m, y0 - m, x1 + m, y1 + m)], ocr)
+    lines = _detect_and_read(ocr, bgr, background, glyph_h)
+    lines += _second_look(ocr, bgr, background, glyph_h, glyphs, lines + leaders(lines, mask))
+    return sorted(lines + leaders(lines, mask), key=lambda line: (line.cy, line.box[0]))
+
+
+def _detect_and_read(ocr: PPOCR, bgr: np.ndarray, background: tuple[int, int, int], glyph_h: float,
+                     offset: tuple[int, int] = (0, 0), zoom: float = 1.0) -> list[Line]:
+    """The detector's lines of `bgr` (enlarged `zoom` times more than usual for it), read; boxes shifted by
+    `offset` (x, y)."""
     pad = max(16, round(2 * glyph_h))
     padded = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=background)
-    scale = min(max(1.0, DET_MIN_GLYPH / glyph_h), DET_MAX_SIDE / max(padded.shape[:2]))
+    scale = min(zoom * max(1.0, DET_MIN_GLYPH / glyph_h), DET_MAX_SIDE / max(padded.shape[:2]))
     quads = ocr.detect(padded, scale)
     crops = [crop_quad(padded, q) for q in quads]
-    boxes = [(*(q.min(axis=0) - pad), *(q.max(axis=0) - pad)) for q in quads]
-    return sorted(_read(crops, boxes, ocr), key=lambda line: (line.cy, line.box[0]))
+    shift = np.array(offset, np.float32) - pad
+    boxes = [(*(q.min(axis=0) + shift), *(q.max(axis=0) + shift)) for q in quads]
+    return _read(crops, boxes, ocr)
+
+
+def _second_look(ocr: PPOCR, bgr: np.ndarray, background: tuple[int, int, int], glyph_h: float,
+                 glyphs: np.ndarray, found: list[Line]) -> list[Line]:
+    """Lines the detector missed: it can drop lines set close together (margin notes beside a paragraph),
+    whose glyphs then lie outside every box found. Each group of such glyphs is detected again alone and
+    closer up, with the lines already found painted out."""
+    rows, cols = bgr.shape[:2]
+    covered = np.zeros((rows, cols), np.uint8)
+    for line in found:
+        x0, y0, x1, y1 = (round(v) for v in line.box)
+        covered[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = 1
+    cx, cy = glyphs[:, 0] + glyphs[:, 2] // 2, glyphs[:, 1] + glyphs[:, 3] // 2
+    left_out = glyphs[covered[cy, cx] == 0]
+    if len(left_out) < MIN_LEFT_OUT_GLYPHS:
+        return []
+    marks = np.zeros((rows, cols), np.uint8)
+    for x, y, w, h in left_out:
+        marks[y:y + h, x:x + w] = 1
+    reach = max(1, round(glyph_h))
+    groups = cv2.dilate(marks, np.ones((1, 2 * reach + 1), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(groups, connectivity=8)
+    painted = bgr.copy()
+    painted[covered > 0] = background
+    lines = []
+    for x, y, w, h, _ in stats[1:count]:
+        inside = (cx >= x) & (cx < x + w) & (cy >= y) & (cy < y + h) & (covered[cy, cx] == 0)
+        if np.count_nonzero(inside) < MIN_LEFT_OUT_GLYPHS:
+            continue
+        x0, y0 = max(0, x - reach), max(0, y - reach)
+        region = painted[y0:y + h + reach, x0:x + w + reach]
+        lines += [ln for ln in _detect_and_read(ocr, region, background, glyph_h, (x0, y0), SECOND_LOOK_ZOOM)
+                  if ln.score >= MIN_SECOND_LOOK_SCORE]
+    return lines
+
+
+def leaders(lines: list[Line], mask: np.ndarray) -> list[Line]:
+    """Dot leaders between two lines of a row, as lines of their own: the blank between a line and the next
+    one to its right holds nothing but at least `MIN_LEADER_DOTS` evenly spaced dots on the baseline."""
+    found = []
+    for left in lines:
+        right = min((ln for ln in lines if ln.box[0] > left.box[2] and _same_row(left, ln)),
+                    key=lambda ln: ln.box[0], default=None)
+        if right is None:
+            continue
+        x0, x1 = round(left.box[2]), round(right.box[0])
+        y0, y1 = round(min(left.box[1], right.box[1])), round(max(left.box[3], right.box[3]))
+        dots = _dots(mask[max(0, y0):max(0, y1), max(0, x0):max(0, x1)], min(left.height, right.height))
+        if dots is not None:
+            xs, gap = dots
+            text = (" " if gap >= SPACE_GAP * min(left.height, right.height) else "").join("." * len(xs))
+            found.append(Line((x0 + xs[0], left.box[1], x0 + xs[-1], left.box[3]), text, 1.0, leader=True))
+    return found
+
+
+def _same_row(a: Line, b: Line) -> bool:
+    return min(a.box[3], b.box[3]) - max(a.box[1], b.box[1]) >= 0.5 * min(a.height, b.height)
+
+
+def _dots(band: np.ndarray, height: float) -> tuple[list[int], float] | None:
+    """The x of each leader dot in a row's blank and the median blank between dots; None unless the blank
+    holds leader dots alone (ink that touches its edges belongs to the neighbours and is left out)."""
+    if band.size == 0:
+        return None
+    _, _, stats, _ = cv2.connectedComponentsWithStats(band.astype(np.uint8), connectivity=8)
+    rows, cols = band.shape
+    x, y, w, h, _ = stats[1:].T
+    inside = (x > 0) & (y > 0) & (x + w < cols) & (y + h < rows)
+    x, y, w, h = x[inside], y[inside], w[inside], h[inside]
+    dot = (w <= LEADER_DOT * height) & (h <= LEADER_DOT * height) & (y + h / 2 > rows / 2)
+    if len(x) < MIN_LEADER_DOTS or not dot.all():
+        return None
+    order = np.argsort(x)
+    centres = (x + w / 2)[order]
+    steps = np.diff(centres)
+    if steps.min() <= 0 or steps.max() > LEADER_PITCH_SPREAD * steps.min():
+        return None
+    blanks = x[order][1:] - (x + w)[order][:-1]
+    return [int(c) for c in centres], float(np.median(blanks))
 
 
 def _background(bgr: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]:
@@ -130,11 +227,17 @@ def restore_spaces(rec: LineText, mask: np.ndarray) -> str:
         a, b = rec.text[i - 1], rec.text[i]
         if a not in NO_SPACE_AFTER and b not in NO_SPACE_BEFORE and not (is_cjk(a) or is_cjk(b)):
             lo, hi = int(rec.char_x[i - 1]), int(rec.char_x[i])
-            share = DIGIT_SPACE_GAP if a.isdigit() and b.isdigit() else SPACE_GAP
+            share = DIGIT_SPACE_GAP if _in_number(rec.text, i) else SPACE_GAP
             if _longest_run(blank[lo:hi]) >= share * (bottom - top):
                 out.append(" ")
         out.append(b)
     return "".join(out)
+
+
+def _in_number(text: str, i: int) -> bool:
+    """Whether characters i-1 and i are inside a number ("12", "6.10"): tabular figures leave wide gaps."""
+    a, b = text[i - 1], text[i]
+    return b.isdigit() and (a.isdigit() or (a in ".," and i >= 2 and text[i - 2].isdigit()))
 
 
 def _tallest_band(mask: np.ndarray) -> tuple[int, int]:
