@@ -6,6 +6,8 @@ border) and run through the detector at the crop's own resolution, never blown u
 PP-OCRv4 often drops the space between English words; it is put back where the line image has a
 blank gap between two characters that is wide for the line's height. The detector does not box dot
 leaders (a table of contents' ". . . ." between a title and its page), so they are counted in the ink.
+Two faults of a crop's lines are mended: glyphs outside every detected line get a second, closer look, and
+the half of a neighbour's line that overlapping layout boxes let into the crop is left out.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ DIGIT_SPACE_GAP = 0.45  # between two digits: tabular figures leave wide gaps ar
 MIN_LEFT_OUT_GLYPHS = 3  # fewer glyphs outside every line box are specks, bullets or stray marks
 SECOND_LOOK_ZOOM = 2.0  # the detector finds small print beside larger text when it is enlarged
 MIN_SECOND_LOOK_SCORE = 0.6  # what a second look reads less surely is taken for a picture's strokes
+CUT_GLYPHS = 0.5  # a line at the crop's edge with this share of its glyphs cut by it may be a neighbour's
+CUT_LINE = 0.65  # ... and its ink lower than this share of the others' (cut at its own baseline, a line of
+#   its own: 0.75; half of a neighbour's line: 0.5)
 LEADER_DOT = 0.3  # a leader dot is at most this share of its line's height, wide and tall
 MIN_LEADER_DOTS = 3
 LEADER_PITCH_SPREAD = 1.5  # the widest step between a leader's dots over the narrowest: leaders are even
@@ -100,7 +105,37 @@ def read_lines(ocr: PPOCR, bgr: np.ndarray) -> list[Line]:
         return _read([crop], [(x0 - m, y0 - m, x1 + m, y1 + m)], ocr)
     lines = _detect_and_read(ocr, bgr, background, glyph_h)
     lines += _second_look(ocr, bgr, background, glyph_h, glyphs, lines + leaders(lines, mask))
+    lines = [ln for ln in lines if not _cut_by_the_edge(ln, lines, mask)]
     return sorted(lines + leaders(lines, mask), key=lambda line: (line.cy, line.box[0]))
+
+
+def _cut_by_the_edge(line: Line, lines: list[Line], mask: np.ndarray) -> bool:
+    """Whether `line` is the top or bottom half of a neighbouring block's line, which the crop takes in when
+    layout boxes overlap (read, it is nonsense): most of its glyphs run off the crop's top or bottom edge,
+    and its ink is lower than that of the crop's other lines. A tight box that clips a few ascenders or
+    descenders of a line of its own is no such thing."""
+    x0, y0, x1, y1 = (max(0, round(v)) for v in line.box)
+    box = mask[y0:y1, x0:x1]
+    if len(lines) < 2 or not box.any():
+        return False
+    if y0 > 0 and y1 < mask.shape[0]:
+        return False
+    count, labels = cv2.connectedComponents(box.astype(np.uint8), connectivity=8)
+    edge = labels[0] if y0 == 0 else labels[-1]
+    if len(np.unique(edge[edge > 0])) < CUT_GLYPHS * (count - 1):
+        return False
+    others = [_ink_height(ln, mask) for ln in lines if ln is not line]
+    return _ink_height(line, mask) < CUT_LINE * float(np.median(others))
+
+
+def _ink_height(line: Line, mask: np.ndarray) -> int:
+    """Rows of the tallest inked band inside the line's box."""
+    x0, y0, x1, y1 = (max(0, round(v)) for v in line.box)
+    box = mask[y0:y1, x0:x1]
+    if not box.any():
+        return 0
+    top, bottom = _tallest_band(box)
+    return bottom - top
 
 
 def _detect_and_read(ocr: PPOCR, bgr: np.ndarray, background: tuple[int, int, int], glyph_h: float,

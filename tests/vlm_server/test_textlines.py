@@ -105,3 +105,23 @@ def test_when_the_detector_misses_nothing_there_is_no_second_look(paragraph_imag
     lines = read_lines(detector, np.ascontiguousarray(paragraph_image[..., ::-1]))
     assert detector.looks == 1
     assert [char_accuracy(t, ln.text) >= 0.97 for ln, t in zip(lines, PARAGRAPH, strict=True)] == [True] * 3
+
+
+@pytest.mark.parametrize("cut", ["top", "bottom"])
+def test_a_neighbours_line_cut_in_half_by_the_crop_is_left_out(paragraph_image: np.ndarray, cut: str) -> None:
+    """Overlapping layout boxes: the crop takes in the lower half of the line above, or the upper half of the
+    line below, which would read as nonsense."""
+    middle = {"top": (30 - 4) * 2, "bottom": (30 + 40 - 4) * 2}[cut]  # a line's middle, in pixels
+    crop = paragraph_image[middle:] if cut == "top" else paragraph_image[:middle]
+    whole = PARAGRAPH[1:] if cut == "top" else PARAGRAPH[:2]
+    lines = read_lines(PPOCR(threads=1), np.ascontiguousarray(crop[..., ::-1]))
+    assert len(lines) == 2, [ln.text for ln in lines]
+    for line, truth in zip(lines, whole, strict=True):
+        assert char_accuracy(truth, line.text) >= 0.97, line.text
+
+
+def test_a_line_of_its_own_whose_descenders_the_box_cuts_off_is_kept(paragraph_image: np.ndarray) -> None:
+    baseline = (30 + 40) * 2  # the last line's baseline, in pixels: every glyph of it touches the crop's edge
+    lines = read_lines(PPOCR(threads=1), np.ascontiguousarray(paragraph_image[:baseline, :, ::-1]))
+    assert len(lines) == 3, [ln.text for ln in lines]
+    assert char_accuracy(PARAGRAPH[2], lines[2].text) >= 0.9, lines[2].text
