@@ -146,12 +146,17 @@ def covered_share(chars: Sequence[Char], ink: np.ndarray, origin: tuple[int, int
 
 
 def without_rules(ink: np.ndarray, chars: Sequence[Char]) -> np.ndarray:
-    """`ink` less its rules and fills: pixels on a straight horizontal or vertical run longer than
-    `RULE_LENGTH` of the glyphs' heights (table rules, underlines, a banner behind white text), which no
-    glyph draws and so say nothing of text the layer lacks."""
+    """`ink` less its rules and fills (`rules_removed`) by the glyphs' heights, which no glyph draws and so
+    say nothing of text the layer lacks."""
     if not chars or not ink.any():
         return ink
-    run = max(3, int(RULE_LENGTH * statistics.median(c.height for c in chars)))
+    return rules_removed(ink, statistics.median(c.height for c in chars))
+
+
+def rules_removed(ink: np.ndarray, glyph_height: float) -> np.ndarray:
+    """`ink` less pixels on a straight horizontal or vertical run longer than `RULE_LENGTH` glyph heights:
+    table rules, underlines, a banner behind white text."""
+    run = max(3, int(RULE_LENGTH * glyph_height))
     mask = ink.astype(np.uint8)
     across = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, run), np.uint8)).astype(bool)
     down = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((run, 1), np.uint8)).astype(bool)

@@ -193,30 +193,37 @@ def recover_from_lines(boxes: list[LayoutBox], lines: Sequence[Box],
 
 def grow_to_ink(boxes: list[LayoutBox], gray: np.ndarray) -> list[LayoutBox]:
     """Prose boxes widened, left and right, over ink that runs on past their edges within a word's gaps: on a
-    page without a text layer, what keeps a crop from cutting the first or last glyphs of a line."""
+    page without a text layer, what keeps a crop from cutting the first or last glyphs of a line. Rules are
+    not glyphs, and a box does not grow into the boxes beside it (as grown so far: a glyph between two is
+    the first one's)."""
     ink = layertext.ink_mask(gray)
-    out = []
-    for box in boxes:
+    out = list(boxes)
+    for k, box in enumerate(boxes):
         x1, y1, x2, y2 = (int(v) for v in box.coordinate)
         band = ink[max(0, y1):max(0, y2)]
         if box.label not in PROSE_LABELS or not band.size or not band.any():
-            out.append(box)
             continue
-        columns = band.any(axis=0)
-        reach = max(2, int(WORD_GAP * 2 * _glyph_height(band[:, x1:x2])))
-        left, right = _grow(columns, x1, -1, reach), _grow(columns, x2 - 1, 1, reach) + 1
-        if (left, right) == (x1, x2):
-            out.append(box)
-        else:
-            out.append(dataclasses.replace(box, coordinate=[float(left), box.coordinate[1], float(right),
-                                                            box.coordinate[3]]))
+        glyph_height = _glyph_height(band[:, x1:x2])
+        columns = layertext.rules_removed(band, glyph_height).any(axis=0)
+        walls = np.zeros_like(columns)
+        for other in out[:k] + out[k + 1:]:
+            a1, b1, a2, b2 = (int(v) for v in other.coordinate)
+            beside = a2 <= x1 or a1 >= x2  # not a picture around it
+            if beside and min(y2, b2) - max(y1, b1) > 0.5 * min(y2 - y1, b2 - b1):
+                walls[max(0, a1):max(0, a2)] = True
+        reach = max(2, int(WORD_GAP * 2 * glyph_height))
+        left, right = _grow(columns, walls, x1, -1, reach), _grow(columns, walls, x2 - 1, 1, reach) + 1
+        if (left, right) != (x1, x2):
+            out[k] = dataclasses.replace(box, coordinate=[float(left), box.coordinate[1], float(right),
+                                                          box.coordinate[3]])
     return out
 
 
-def _grow(columns: np.ndarray, edge: int, step: int, reach: int) -> int:
-    """The last inked column reached from `edge` going `step`-wise across blank runs shorter than `reach`."""
+def _grow(columns: np.ndarray, walls: np.ndarray, edge: int, step: int, reach: int) -> int:
+    """The last inked column reached from `edge` going `step`-wise across blank runs shorter than `reach`,
+    short of any wall."""
     last, blank, x = edge, 0, edge + step
-    while 0 <= x < len(columns) and blank < reach:
+    while 0 <= x < len(columns) and blank < reach and not walls[x]:
         if columns[x]:
             last, blank = x, 0
         else:

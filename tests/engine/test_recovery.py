@@ -84,6 +84,28 @@ def test_a_box_grows_over_ink_that_runs_past_its_edges_but_not_across_a_gutter()
     assert grow_to_ink([box("table", (40, 95, 150, 125))], page)[0].coordinate == [40, 95, 150, 125]
 
 
+def test_a_box_does_not_grow_into_the_boxes_beside_it_even_along_a_rule() -> None:
+    """A running head of three boxes over a rule: the third box must not take in the other two's text."""
+    page = PAGE.copy()
+    for x0, x1 in ((20, 40), (200, 280), (450, 540)):
+        page[100:116, x0:x1] = 0
+    page[120:122, 20:540] = 0         # the rule under the running head, inside the boxes' band
+    heads = [box("header", (20, 98, 40, 124)), box("header", (200, 98, 280, 124)),
+             box("header", (450, 98, 540, 124))]
+    assert [b.coordinate for b in grow_to_ink(heads, page)] == [b.coordinate for b in heads]
+
+
+def test_a_box_grows_over_its_own_cut_glyphs_but_stops_at_the_box_beside_it() -> None:
+    page = PAGE.copy()
+    for x in range(20, 120, 12):      # one line of glyphs 8 px wide, 4 px apart, from x = 20 to 124
+        page[100:116, x:x + 8] = 0
+    first, second = box("text", (20, 98, 62, 124)), box("text", (80, 98, 130, 124))
+    assert [b.coordinate for b in grow_to_ink([first, second], page)] == [[20, 98, 76, 124],
+                                                                          [80, 98, 130, 124]]
+    around = box("image", (0, 50, 200, 200))  # a screenshot with the line in it
+    assert grow_to_ink([around, first], page)[1].coordinate == [20, 98, 124, 124]
+
+
 def glyph_rows(gray: np.ndarray, rows: int, x: int = 20, y: int = 20) -> list[Box]:
     """Draw `rows` lines of glyph-sized blots; return their line boxes."""
     lines = []
