@@ -115,10 +115,10 @@ def _cut_by_the_edge(line: Line, lines: list[Line], mask: np.ndarray) -> bool:
     and its ink is lower than that of the crop's other lines. A tight box that clips a few ascenders or
     descenders of a line of its own is no such thing."""
     x0, y0, x1, y1 = (max(0, round(v)) for v in line.box)
-    box = mask[y0:y1, x0:x1]
-    if len(lines) < 2 or not box.any():
+    if (y0 > 0 and y1 < mask.shape[0]) or len(lines) < 2:
         return False
-    if y0 > 0 and y1 < mask.shape[0]:
+    box = mask[y0:y1, x0:x1]
+    if not box.any():
         return False
     count, labels = cv2.connectedComponents(box.astype(np.uint8), connectivity=8)
     edge = labels[0] if y0 == 0 else labels[-1]

@@ -80,6 +80,11 @@ class MissingLineDetector(PPOCR):
 
 
 @pytest.fixture(scope="module")
+def ocr() -> PPOCR:
+    return PPOCR(threads=1)
+
+
+@pytest.fixture(scope="module")
 def paragraph_image() -> np.ndarray:
     doc = pymupdf.open()
     page = doc.new_page(width=480, height=100)
@@ -108,20 +113,24 @@ def test_when_the_detector_misses_nothing_there_is_no_second_look(paragraph_imag
 
 
 @pytest.mark.parametrize("cut", ["top", "bottom"])
-def test_a_neighbours_line_cut_in_half_by_the_crop_is_left_out(paragraph_image: np.ndarray, cut: str) -> None:
+def test_a_neighbours_line_cut_in_half_by_the_crop_is_left_out(
+    ocr: PPOCR, paragraph_image: np.ndarray, cut: str
+) -> None:
     """Overlapping layout boxes: the crop takes in the lower half of the line above, or the upper half of the
     line below, which would read as nonsense."""
     middle = {"top": (30 - 4) * 2, "bottom": (30 + 40 - 4) * 2}[cut]  # a line's middle, in pixels
     crop = paragraph_image[middle:] if cut == "top" else paragraph_image[:middle]
     whole = PARAGRAPH[1:] if cut == "top" else PARAGRAPH[:2]
-    lines = read_lines(PPOCR(threads=1), np.ascontiguousarray(crop[..., ::-1]))
+    lines = read_lines(ocr, np.ascontiguousarray(crop[..., ::-1]))
     assert len(lines) == 2, [ln.text for ln in lines]
     for line, truth in zip(lines, whole, strict=True):
         assert char_accuracy(truth, line.text) >= 0.97, line.text
 
 
-def test_a_line_of_its_own_whose_descenders_the_box_cuts_off_is_kept(paragraph_image: np.ndarray) -> None:
+def test_a_line_of_its_own_whose_descenders_the_box_cuts_off_is_kept(
+    ocr: PPOCR, paragraph_image: np.ndarray
+) -> None:
     baseline = (30 + 40) * 2  # the last line's baseline, in pixels: every glyph of it touches the crop's edge
-    lines = read_lines(PPOCR(threads=1), np.ascontiguousarray(paragraph_image[:baseline, :, ::-1]))
+    lines = read_lines(ocr, np.ascontiguousarray(paragraph_image[:baseline, :, ::-1]))
     assert len(lines) == 3, [ln.text for ln in lines]
     assert char_accuracy(PARAGRAPH[2], lines[2].text) >= 0.9, lines[2].text
